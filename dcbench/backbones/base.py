@@ -1,0 +1,134 @@
+"""What a diffusion backbone is to dcbench, and the loading code every backbone shares.
+
+A backbone answers three questions and nothing more: how to encode an image to x0, how to turn a
+label set into conditions (computed once per label set), and what the network outputs for a batch
+(x_t, t, cond). The forward process and the error live in :mod:`dcbench.diffusion`; the Monte Carlo
+loop lives in the scorer.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dcbench.data.labels import LabelSet, LabelSetError
+from dcbench.diffusion.process import VPProcess
+from dcbench.embedded import resolve_pretrained
+
+__all__ = ["Backbone", "ModelNotFoundError", "class_ids", "load_pretrained", "load_process", "torch_dtype"]
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """Weights that cannot be found or loaded; the message says how to get them."""
+
+
+class Backbone(nn.Module, ABC):
+    """A conditional diffusion model as the classifier sees it."""
+
+    process: VPProcess
+    #: pixel resolution the model expects (None: any), and 1 (grey) or 3 (RGB) channels
+    image_size: int | None = None
+    image_channels: int = 3
+
+    @abstractmethod
+    def encode_images(self, images: Tensor) -> Tensor:
+        """Images in [-1, 1], (B, C, H, W) -> x0 in the space the model diffuses (pixels or latents)."""
+
+    @abstractmethod
+    def encode_conditions(self, labels: LabelSet) -> Tensor:
+        """One condition per prompt of ``labels`` (text embeddings or class ids), first dim = prompts."""
+
+    @abstractmethod
+    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """The network's output in ``self.process.prediction_type`` (learned-variance channels split off)."""
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+
+def torch_dtype(name: str | torch.dtype) -> torch.dtype:
+    """``"float16"`` -> ``torch.float16``; a clear error for anything else."""
+    if isinstance(name, torch.dtype):
+        return name
+    if name not in DTYPES:
+        raise ValueError(f"torch_dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
+def _not_found(what: str, path: str, subfolder: str | None, err: Exception) -> ModelNotFoundError:
+    where = f"{path}/{subfolder}" if subfolder else path
+    return ModelNotFoundError(
+        f"cannot load {what} from {where!r}: {err}\n"
+        f"Give a local directory in diffusers layout or a Hugging Face Hub id. Hub ids need network access "
+        f"(gated models also `huggingface-cli login`); with HF_HUB_OFFLINE=1 only models already in the cache load. "
+        f"To fetch once: `huggingface-cli download {path}`."
+    )
+
+
+def load_pretrained(cls: Any, path: str, subfolder: str | None = None, *, revision: str | None = None,
+                    dtype: str | torch.dtype | None = None, **kwargs: Any) -> Any:
+    """``cls.from_pretrained`` (diffusers or transformers) with one clear error for missing weights."""
+    path = resolve_pretrained(path)
+    if dtype is not None:
+        kwargs["torch_dtype"] = torch_dtype(dtype)
+    if revision is not None:
+        kwargs["revision"] = revision
+    if subfolder is not None:
+        kwargs["subfolder"] = subfolder
+    try:
+        return cls.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise _not_found(cls.__name__, path, subfolder, err) from err
+
+
+def load_process(path: str, subfolder: str = "scheduler", revision: str | None = None) -> VPProcess:
+    """The forward process from a diffusers scheduler config (betas and prediction type)."""
+    from diffusers import DDPMScheduler
+
+    # Any DDPM-family scheduler config (PNDM, Euler, DDIM, ...) gives the same alphas_cumprod.
+    scheduler = load_pretrained(DDPMScheduler, path, subfolder, revision=revision)
+    return VPProcess.from_scheduler(scheduler)
+
+
+def read_class_names(path: str, filename: str, key: str) -> list[str] | None:
+    """Class names stored beside a model (``dcbench.json`` classes, or a pipeline's ``id2label``)."""
+    file = Path(resolve_pretrained(path)) / filename
+    if not file.is_file():
+        return None
+    data = json.loads(file.read_text()).get(key)
+    if isinstance(data, dict):  # id2label: {"0": "tench, Tinca tinca", ...}
+        return [data[k] for k in sorted(data, key=int)]
+    return list(data) if data else None
+
+
+def class_ids(labels: LabelSet, model_classes: Sequence[str] | None, num_model_classes: int) -> Tensor:
+    """Model class id for every prompt of ``labels``.
+
+    With ``model_classes`` known, dataset class names are looked up among them (a name matches an
+    entry or any of its comma-separated synonyms, as in ImageNet's "tench, Tinca tinca"), so a
+    subset of the model's classes works. Without them, dataset class i is model class i.
+    """
+    if model_classes is None:
+        if labels.num_classes > num_model_classes:
+            raise LabelSetError(f"the dataset has {labels.num_classes} classes but the model knows only "
+                                f"{num_model_classes}")
+        return torch.tensor(labels.prompt_class, dtype=torch.long)
+    lookup: dict[str, int] = {}
+    for i, entry in enumerate(model_classes):
+        for name in [entry, *entry.split(",")]:
+            lookup.setdefault(name.strip().lower(), i)
+    missing = [c for c in labels.classes if c.strip().lower() not in lookup]
+    if missing:
+        raise LabelSetError(f"classes {missing[:5]} are not among the model's {len(model_classes)} class names "
+                            f"(e.g. {list(model_classes[:3])}); rename them to the model's names")
+    per_class = [lookup[c.strip().lower()] for c in labels.classes]
+    return torch.tensor([per_class[c] for c in labels.prompt_class], dtype=torch.long)

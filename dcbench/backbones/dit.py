@@ -1,0 +1,68 @@
+"""DiT (Peebles & Xie): class-conditional latent transformer with learned variance."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dcbench.backbones.base import Backbone, class_ids, load_pretrained, load_process, read_class_names
+from dcbench.backbones.latent import VAEEncoder
+from dcbench.data.labels import LabelSet
+from dcbench.diffusion.process import VPProcess
+from dcbench.registry import BACKBONES
+
+__all__ = ["DiT", "imagenet_class_names"]
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1,000 ImageNet-1k class names in class-id order (timm ships them; no download)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return [info.index_to_description(i) for i in range(1000)]
+
+
+class DiT(Backbone):
+    """DiT-XL/2 and friends via diffusers' ``DiTTransformer2DModel`` + ``AutoencoderKL``."""
+
+    def __init__(self, transformer: torch.nn.Module, vae: VAEEncoder, process: VPProcess,
+                 classes: list[str] | None = None) -> None:
+        super().__init__()
+        self.transformer = transformer.eval().requires_grad_(False)
+        self.vae = vae
+        self.process = process
+        self.classes = classes
+        self.image_size = transformer.config.sample_size * vae.downscale
+        self.image_channels = 3
+
+    @classmethod
+    def from_pretrained(cls, pretrained: str = "facebook/DiT-XL-2-256", revision: str | None = None,
+                        torch_dtype: str = "float32") -> DiT:
+        """Load a DiT pipeline directory: ``transformer/``, ``vae/``, ``scheduler/``, ``model_index.json``."""
+        from diffusers import DiTTransformer2DModel
+
+        transformer = load_pretrained(DiTTransformer2DModel, pretrained, "transformer", revision=revision,
+                                      dtype=torch_dtype)
+        classes = read_class_names(pretrained, "model_index.json", "id2label")
+        if classes is None and transformer.config.num_embeds_ada_norm == 1000:
+            classes = imagenet_class_names()
+        return cls(transformer, VAEEncoder.from_pretrained(pretrained, revision, torch_dtype),
+                   load_process(pretrained, revision=revision), classes)
+
+    def encode_images(self, images: Tensor) -> Tensor:
+        return self.vae(images)
+
+    def encode_conditions(self, labels: LabelSet) -> Tensor:
+        return class_ids(labels, self.classes, self.transformer.config.num_embeds_ada_norm)
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        out = self.transformer(x_t.to(self.dtype), timestep=t, class_labels=cond).sample
+        # DiT predicts eps and the learned variance in one tensor of 2C channels: keep eps.
+        return out[:, : x_t.shape[1]] if out.shape[1] == 2 * x_t.shape[1] else out
+
+
+@BACKBONES.register("dit")
+def dit(pretrained: str = "facebook/DiT-XL-2-256", revision: str | None = None,
+        torch_dtype: str = "float32") -> DiT:
+    """DiT class-conditional latent diffusion (ImageNet class names when the model has 1,000 classes)."""
+    return DiT.from_pretrained(pretrained, revision, torch_dtype)

@@ -1,0 +1,33 @@
+"""The VAE encoder that latent backbones (Stable Diffusion, DiT) share."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from dcbench.backbones.base import load_pretrained
+
+__all__ = ["VAEEncoder"]
+
+
+class VAEEncoder(nn.Module):
+    """Pixels in [-1, 1] -> scaled latents."""
+
+    def __init__(self, vae: nn.Module) -> None:
+        super().__init__()
+        self.vae = vae.eval().requires_grad_(False)
+        # The latents are scaled to roughly unit variance (0.18215 for SD 1.x/2.x and DiT's VAE);
+        # read it from the config so other VAEs work too.
+        self.scaling_factor = float(vae.config.scaling_factor)
+        self.downscale = 2 ** (len(vae.config.block_out_channels) - 1)
+
+    @classmethod
+    def from_pretrained(cls, pretrained: str, revision: str | None = None, torch_dtype: str = "float32",
+                        subfolder: str = "vae") -> VAEEncoder:
+        from diffusers import AutoencoderKL
+
+        return cls(load_pretrained(AutoencoderKL, pretrained, subfolder, revision=revision, dtype=torch_dtype))
+
+    def forward(self, images: Tensor) -> Tensor:
+        dtype = next(self.vae.parameters()).dtype
+        # The posterior mean, not a sample: deterministic, as in the reference implementation.
+        return self.vae.encode(images.to(dtype)).latent_dist.mean.float() * self.scaling_factor

@@ -1,0 +1,197 @@
+"""The ``dcbench`` command: ``predict``, ``list`` and ``train-embedded``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main", "run_predict"]
+
+DEFAULT_RUN_DIR = "runs/default"
+
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from dcbench.backbones.base import ModelNotFoundError
+    from dcbench.config import ConfigError
+    from dcbench.data.base import BadImageError, DatasetNotFoundError
+    from dcbench.data.labels import LabelSetError
+    from dcbench.registry import RegistryError
+    from dcbench.writers import RunDirectoryError
+
+    return (ConfigError, RegistryError, ModelNotFoundError, DatasetNotFoundError, BadImageError, LabelSetError,
+            RunDirectoryError)
+
+
+def _build_logger(spec: Any, run_dir: Path, config: dict[str, Any]) -> Any:
+    """``none`` / ``csv`` / ``wandb`` (offline unless ``offline: false``: no account, no network)."""
+    from dcbench.config import ConfigError
+
+    if spec in (None, False, "none"):
+        return False
+    options = {"name": spec} if isinstance(spec, str) else dict(spec)
+    kind = options.pop("name", None)
+    if kind == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(save_dir=str(run_dir), name="logs", **options)
+    if kind == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        options.setdefault("project", "dcbench")
+        options.setdefault("offline", True)
+        options.setdefault("name", run_dir.name)
+        return WandbLogger(save_dir=str(run_dir), config=config, **options)
+    raise ConfigError(f"unknown logger {kind!r}; use none, csv or wandb")
+
+
+def _build_trainer(trainer_options: dict[str, Any], callbacks: list[Any], logger: Any) -> Any:
+    import lightning as L
+
+    from dcbench.config import ConfigError
+
+    try:
+        return L.Trainer(**trainer_options, callbacks=callbacks, logger=logger, enable_checkpointing=False,
+                         enable_model_summary=False)
+    except TypeError as err:
+        raise ConfigError(f"bad trainer option: {err}. The trainer section takes lightning.Trainer arguments "
+                          "(accelerator, devices, strategy, precision, num_nodes, ...)") from err
+
+
+def run_predict(config: dict[str, Any], run_dir: str | Path, overwrite: bool = False) -> dict[str, Any] | None:
+    """Score every image of the config's dataset into ``run_dir``; returns the metrics (rank 0)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from dcbench.config import result_identity
+    from dcbench.data.datamodule import ClassificationDataModule
+    from dcbench.metrics import classification_metrics
+    from dcbench.progress import AccuracyProgressBar
+    from dcbench.registry import SCORERS
+    from dcbench.writers import PredictionWriter, RunDirectory
+
+    run = RunDirectory(run_dir)
+    if rank_zero_only.rank == 0:
+        run.prepare(config, result_identity, overwrite)
+    done = run.records()
+
+    scorer = SCORERS.build(config["scorer"], seed=config["seed"])
+    data = dict(config["data"])
+    data.setdefault("image_size", scorer.image_size)
+    data.setdefault("image_channels", scorer.image_channels)
+    datamodule = ClassificationDataModule(**data, skip_ids=done)
+    bar = AccuracyProgressBar(done=len(done), correct=sum(r["prediction"] == r["label"] for r in done.values()))
+    logger = _build_logger(config.get("logger"), run.path, config)
+    trainer = _build_trainer(dict(config.get("trainer") or {}), [PredictionWriter(run), bar], logger)
+    trainer.predict(scorer, datamodule=datamodule, return_predictions=False)
+
+    if not trainer.is_global_zero:
+        return None
+    if datamodule.labels is None:  # Lightning skipped setup: nothing was left to score
+        datamodule.setup("predict")
+    records = run.records()
+    ordered = [records[i] for i in datamodule.all_ids if i in records]
+    metrics = classification_metrics(ordered, datamodule.labels.num_classes)
+    metrics["classes"] = list(datamodule.labels.classes)
+    run.write_metrics(metrics)
+    if logger:
+        logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        logger.finalize("success")
+    return metrics
+
+
+def _summary(metrics: dict[str, Any], run_dir: Path) -> str:
+    keys = ["n_images", "top1", "top5", "mean_per_class", "ece", "nfe_per_image", "seconds_per_image"]
+    rows = [f"  {k:<18} {metrics[k]:.4g}" for k in keys if k in metrics]
+    return "\n".join([f"dcbench: results in {run_dir}/metrics.json", *rows])
+
+
+def _cmd_predict(args: argparse.Namespace, overrides: Sequence[str]) -> int:
+    from dcbench.config import resolve
+
+    config = resolve(args.config, overrides)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(config, sort_keys=False), end="")
+        return 0
+    run_dir = Path(args.run_dir)
+    metrics = run_predict(config, run_dir, overwrite=args.overwrite)
+    if metrics is not None:
+        print(_summary(metrics, run_dir))
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from dcbench.registry import ALL
+
+    kinds = [args.kind] if args.kind else list(ALL)
+    for kind in kinds:
+        registry = ALL[kind]
+        print(f"{kind}:")
+        for name in registry.names():
+            factory = registry.get(name)
+            doc = (factory.__doc__ or "").strip().splitlines()
+            print(f"  {name:<22} {doc[0] if doc else ''}  [{registry.origin(name)}]")
+    return 0
+
+
+def _cmd_train_embedded(args: argparse.Namespace) -> int:
+    from dcbench.embedded import train_digits
+
+    if args.name != "digits":
+        raise SystemExit(f"dcbench: no embedded model {args.name!r} to train (available: digits)")
+    record = train_digits(args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    from dcbench import __version__
+
+    parser = argparse.ArgumentParser(prog="dcbench", description="Diffusion models as image classifiers.")
+    parser.add_argument("--version", action="version", version=f"dcbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="score a dataset with a scorer (Lightning Trainer.predict)",
+                       description="Any other --section.key VALUE overrides the config, e.g. "
+                                   "--scorer.pruning.n_samples 20 --trainer.devices 2 --data.limit 100.")
+    p.add_argument("--config", help="YAML config (default: the embedded digits model on the digits test split)")
+    p.add_argument("--run-dir", default=DEFAULT_RUN_DIR,
+                   help=f"where records and metrics go (default {DEFAULT_RUN_DIR}); rerunning resumes")
+    p.add_argument("--overwrite", action="store_true", help="discard records already in the run directory")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+    p = sub.add_parser("list", help="show registered backbones, scorers, datasets, samplers, pruning schedules")
+    p.add_argument("kind", nargs="?", choices=["backbones", "scorers", "datasets", "samplers", "pruning"])
+
+    p = sub.add_parser("train-embedded", help="retrain a shipped embedded model from scratch (CPU)")
+    p.add_argument("name", choices=["digits"])
+    p.add_argument("--out", required=True, help="output directory (diffusers layout)")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "predict":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        if args.command == "predict":
+            return _cmd_predict(args, rest)
+        if args.command == "list":
+            return _cmd_list(args)
+        return _cmd_train_embedded(args)
+    except _user_errors() as err:
+        print(f"dcbench: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The diffusion side of the classifier: forward process, errors, timestep samplers, pruning schedules."""

@@ -1,0 +1,203 @@
+"""Diffusion Classifier (Li et al. 2023, Algorithm 1 and 2): pick the class whose condition best predicts the noise.
+
+For every image, the same (t, eps) samples are used for every candidate: the error of one class
+minus that of another then has far smaller variance than either error alone (paired differences),
+which is what makes a few dozen samples enough to rank classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dcbench.backbones.base import Backbone
+from dcbench.data.labels import LabelSet
+from dcbench.diffusion.losses import LOSSES, denoising_error
+from dcbench.diffusion.pruning import PruningSchedule
+from dcbench.diffusion.samplers import TimestepSampler
+from dcbench.registry import BACKBONES, PRUNING, SAMPLERS, SCORERS
+from dcbench.scorers.base import Scorer
+
+__all__ = ["DiffusionClassifier", "load_noise"]
+
+
+def load_noise(path: str | Path) -> Tensor:
+    """A saved noise tensor, as the reference ``--noise_path`` (``torch.save`` or safetensors ``noise``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"noise file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)["noise"].float()
+    noise = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(noise, Tensor):
+        raise TypeError(f"{path} holds a {type(noise).__name__}, not a tensor of noise")
+    return noise.float()
+
+
+@dataclass
+class _ImagePlan:
+    """Everything random about one image: its timestep pool and its noise."""
+
+    timesteps: Tensor  # (pool,) long
+    noise: Tensor  # (pool * n_trials, *x0.shape)
+
+
+class DiffusionClassifier(Scorer):
+    """Scores every candidate condition by its mean denoising error over shared (t, eps) samples.
+
+    Args:
+        backbone: the conditional diffusion model.
+        sampler: which timesteps (strategy object).
+        pruning: how many samples per stage and which candidates survive (strategy object).
+        loss: ``l2``, ``l1`` or ``huber`` between the true and the predicted noise.
+        n_trials: noises per timestep.
+        temperature: tau in p(c|x) = softmax(-error / tau) (Eq. 6 has tau = 1, which gives nearly
+            uniform probabilities because errors differ by little; set it per model for calibration).
+        batch_size: denoiser evaluations per forward pass (across candidates and images).
+        seed: with the image id, fixes every timestep and noise of that image.
+        noise_path: a saved noise tensor used for every image instead (the reference ``--noise_path``).
+    """
+
+    def __init__(self, backbone: Backbone, sampler: TimestepSampler, pruning: PruningSchedule, loss: str = "l2",
+                 n_trials: int = 1, temperature: float = 1.0, batch_size: int = 256, seed: int = 0,
+                 noise_path: str | None = None) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        if n_trials < 1 or batch_size < 1 or temperature <= 0:
+            raise ValueError("n_trials and batch_size must be >= 1 and temperature > 0")
+        self.backbone = backbone
+        self.sampler, self.pruning = sampler, pruning
+        self.loss, self.n_trials, self.temperature = loss, n_trials, float(temperature)
+        self.batch_size, self.seed = batch_size, seed
+        self.shared_noise = load_noise(noise_path) if noise_path else None
+        self.image_size, self.image_channels = backbone.image_size, backbone.image_channels
+        self.register_buffer("cond", torch.empty(0), persistent=False)
+        self.prompt_class: Tensor | None = None
+
+    def prepare(self, labels: LabelSet) -> None:
+        super().prepare(labels)
+        # Conditions once per label set (text embeddings are the expensive part for SD).
+        with torch.inference_mode():
+            self.cond = self.backbone.encode_conditions(labels).to(self.device)
+        self.prompt_class = torch.tensor(labels.prompt_class)
+
+    # ---- the random part: from (seed, image id) only -------------------------------------------
+    def _plan(self, image_id: str, x0_shape: torch.Size) -> _ImagePlan:
+        pool = self.pruning.pool_size(self.sampler)
+        generator = self.generator(self.seed, image_id)
+        timesteps = torch.tensor(self.sampler(pool, self.backbone.process.num_train_timesteps, generator))
+        n_noise = pool * self.n_trials
+        if self.shared_noise is not None:
+            if self.shared_noise.shape[0] < n_noise or self.shared_noise.shape[1:] != x0_shape:
+                raise ValueError(f"the noise file holds {tuple(self.shared_noise.shape)}; this schedule needs at "
+                                 f"least ({n_noise}, {', '.join(map(str, x0_shape))})")
+            noise = self.shared_noise[:n_noise]
+        else:
+            noise = torch.randn((n_noise, *x0_shape), generator=generator)
+        return _ImagePlan(timesteps, noise)
+
+    # ---- the loop ---------------------------------------------------------------------------------
+    def score(self, images: Tensor, ids: list[str]) -> list[dict[str, Any]]:
+        x0 = self.backbone.encode_images(images).float()  # each image encoded once
+        plans = [self._plan(i, x0.shape[1:]) for i in ids]
+        n_img, n_cand = len(ids), self.cond.shape[0]
+        pool = plans[0].timesteps.numel()
+        errors = torch.full((n_img, n_cand, pool * self.n_trials), float("nan"))
+        pruned_at = torch.full((n_img, n_cand), -1, dtype=torch.long)
+        alive = [torch.arange(n_cand) for _ in ids]
+        nfe = torch.zeros(n_img, dtype=torch.long)
+        evaluated: list[int] = []  # pool positions in evaluation order: noise index = n_trials * order + trial
+        for stage, positions in enumerate(self.pruning.stages(pool)):
+            active = [b for b in range(n_img) if stage == 0 or alive[b].numel() > 1]
+            if not active:
+                break
+            first = len(evaluated)
+            evaluated += positions
+            self._evaluate(x0, plans, active, alive, positions, first, errors, nfe)
+            seen = torch.tensor([self.n_trials * o + r for o in range(len(evaluated)) for r in range(self.n_trials)])
+            for b in active:
+                keep = self.pruning.keep(stage, errors[b, alive[b]][:, seen])
+                mask = torch.ones(alive[b].numel(), dtype=torch.bool)
+                mask[keep] = False
+                pruned_at[b, alive[b][mask]] = stage
+                alive[b] = alive[b][keep]
+        return [self._record(errors[b], alive[b], pruned_at[b], int(nfe[b])) for b in range(n_img)]
+
+    def _evaluate(self, x0: Tensor, plans: list[_ImagePlan], active: list[int], alive: list[Tensor],
+                  positions: list[int], first: int, errors: Tensor, nfe: Tensor) -> None:
+        """Errors of every alive candidate of every active image at the new positions, in device-sized batches."""
+        process = self.backbone.process
+        xt, t_u, eps_u = [], [], []  # x_t once per (image, t, eps), shared by all candidates
+        q_unique, q_cand, q_img, q_col = [], [], [], []
+        for b in active:
+            for j, p in enumerate(positions):
+                for r in range(self.n_trials):
+                    col = self.n_trials * (first + j) + r
+                    t = plans[b].timesteps[p].view(1)
+                    eps = plans[b].noise[col].unsqueeze(0).to(x0.device)
+                    # Noising in float32 whatever the model's precision (see VPProcess).
+                    with torch.autocast(x0.device.type, enabled=False):
+                        xt.append(process.add_noise(x0[b : b + 1], eps, t))
+                    t_u.append(t)
+                    eps_u.append(eps)
+                    u = len(xt) - 1
+                    for c in alive[b].tolist():
+                        q_unique.append(u)
+                        q_cand.append(c)
+                        q_img.append(b)
+                        q_col.append(col)
+        xt_all, t_all, eps_all = torch.cat(xt), torch.cat(t_u).to(x0.device), torch.cat(eps_u)
+        q_u, q_c = torch.tensor(q_unique), torch.tensor(q_cand)
+        out = torch.empty(len(q_unique))
+        for s in range(0, len(q_unique), self.batch_size):
+            u, c = q_u[s : s + self.batch_size].to(x0.device), q_c[s : s + self.batch_size].to(x0.device)
+            x_t, t = xt_all[u], t_all[u]
+            pred = process.to_epsilon(self.backbone(x_t, t, self.cond[c]), x_t, t)
+            out[s : s + len(u)] = denoising_error(pred, eps_all[u], self.loss).cpu()
+        errors[torch.tensor(q_img), q_c, torch.tensor(q_col)] = out
+        nfe += torch.bincount(torch.tensor(q_img), minlength=nfe.numel())
+
+    def _record(self, errors: Tensor, alive: Tensor, pruned_at: Tensor, nfe: int) -> dict[str, Any]:
+        """Per-class results: a class's error is its best prompt's mean error over its samples."""
+        prompt_error = errors.nanmean(dim=1)
+        n_classes = self.labels.num_classes
+        class_error = torch.full((n_classes,), float("inf")).scatter_reduce(
+            0, self.prompt_class, prompt_error, reduce="amin")
+        winner = alive[prompt_error[alive].argmin()]
+        probs = torch.softmax(-class_error / self.temperature, dim=0)
+        # A class left the race when its last prompt did; None if one of its prompts is still alive.
+        survived = torch.zeros(n_classes, dtype=torch.bool)
+        survived[self.prompt_class[alive]] = True
+        class_stage = torch.full((n_classes,), -1, dtype=torch.long).scatter_reduce(
+            0, self.prompt_class, pruned_at, reduce="amax", include_self=False)
+        record: dict[str, Any] = {
+            "prediction": int(self.prompt_class[winner]),
+            "probs": probs.tolist(),
+            "errors": class_error.tolist(),
+            "pruned_at": [None if survived[k] else int(class_stage[k]) for k in range(n_classes)],
+            "nfe": nfe,
+        }
+        if len(self.labels.prompts) != n_classes:
+            record["prompt"] = int(winner)
+            record["prompt_errors"] = prompt_error.tolist()
+        return record
+
+
+@SCORERS.register("diffusion-classifier")
+def diffusion_classifier(backbone: str | Mapping[str, Any] = "unet-class",
+                         sampler: str | Mapping[str, Any] = "even",
+                         pruning: str | Mapping[str, Any] = "none", loss: str = "l2", n_trials: int = 1,
+                         temperature: float = 1.0, batch_size: int = 256, seed: int = 0,
+                         noise_path: str | None = None) -> DiffusionClassifier:
+    """Diffusion Classifier over any registered backbone, sampler and pruning schedule."""
+    return DiffusionClassifier(BACKBONES.build(backbone), SAMPLERS.build(sampler), PRUNING.build(pruning),
+                               loss=loss, n_trials=n_trials, temperature=temperature, batch_size=batch_size,
+                               seed=seed, noise_path=noise_path)
