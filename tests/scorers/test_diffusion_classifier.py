@@ -1,0 +1,158 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dcbench.data.labels import LabelSet
+from dcbench.diffusion.pruning import NoPruning, StagedPruning
+from dcbench.diffusion.samplers import EvenSampler, UniformSampler
+from dcbench.scorers.diffusion_classifier import DiffusionClassifier
+
+
+def make(backbone, labels, pruning=None, sampler=None, **kwargs) -> DiffusionClassifier:
+    scorer = DiffusionClassifier(backbone, sampler or EvenSampler(), pruning or NoPruning(8), **kwargs)
+    scorer.prepare(labels)
+    return scorer
+
+
+def images_for(templates, classes, noise=0.0):
+    g = torch.Generator().manual_seed(1)
+    return templates[classes] + noise * torch.randn(templates[classes].shape, generator=g)
+
+
+@pytest.mark.parametrize("pruning", [NoPruning(8), StagedPruning([2, 8], [3, 1]), StagedPruning([4, 8, 16], [4, 2, 1])])
+def test_planted_answer_is_predicted(planted, templates, labels, pruning):
+    scorer = make(planted, labels, pruning)
+    classes = [3, 0, 5, 1]
+    records = scorer.score(images_for(templates, classes), [f"img{i}" for i in classes])
+    assert [r["prediction"] for r in records] == classes
+    for k, r in zip(classes, records, strict=True):
+        assert r["errors"][k] == pytest.approx(0.0, abs=1e-8)
+        assert r["pruned_at"][k] is None
+        assert max(r["probs"]) == r["probs"][k]
+
+
+def test_same_noise_and_timesteps_for_every_candidate(planted, templates, labels):
+    scorer = make(planted, labels, NoPruning(5))
+    scorer.score(images_for(templates, [2]), ["only"])
+    x_t, t, cond = (torch.cat(parts) for parts in zip(*planted.calls, strict=True))
+    assert len(t) == 6 * 5
+    for timestep in t.unique():
+        rows = t == timestep
+        assert sorted(cond[rows].tolist()) == list(range(6))  # every class at this t ...
+        assert torch.equal(x_t[rows], x_t[rows][:1].expand_as(x_t[rows]))  # ... on the identical x_t
+
+
+def test_staged_records_nfe_and_pruning_stage(planted, templates, labels):
+    scorer = make(planted, labels, StagedPruning([2, 8], [3, 1]))
+    (r,) = scorer.score(images_for(templates, [4], noise=0.3), ["x"])
+    # stage 1: 6 classes x 2 timesteps; stage 2: 3 survivors x 6 new timesteps
+    assert r["nfe"] == 6 * 2 + 3 * 6
+    assert sorted(s for s in r["pruned_at"] if s is not None) == [0, 0, 0, 1, 1]
+    assert r["pruned_at"].count(None) == 1 and r["pruned_at"][r["prediction"]] is None
+
+
+def test_results_depend_on_seed_and_id_only(planted, templates, labels):
+    imgs = images_for(templates, [0, 1, 2, 3, 4, 5], noise=0.5)
+    ids = [f"id{i}" for i in range(6)]
+    together = make(planted, labels, StagedPruning([2, 8], [3, 1]), batch_size=500).score(imgs, ids)
+    small_batches = make(planted, labels, StagedPruning([2, 8], [3, 1]), batch_size=7)
+    alone = [small_batches.score(imgs[i : i + 1], [ids[i]])[0] for i in reversed(range(6))][::-1]
+    for a, b in zip(together, alone, strict=True):
+        assert a["prediction"] == b["prediction"] and a["pruned_at"] == b["pruned_at"]
+        assert a["errors"] == pytest.approx(b["errors"], rel=1e-6)
+    other_seed = make(planted, labels, StagedPruning([2, 8], [3, 1]), seed=1).score(imgs, ids)
+    assert [r["errors"] for r in other_seed] != [r["errors"] for r in together]
+
+
+def test_uniform_sampler_draws_per_image(planted, templates, labels):
+    scorer = make(planted, labels, NoPruning(4), sampler=UniformSampler())
+    scorer.score(images_for(templates, [0, 1]), ["a", "b"])
+    t = torch.cat([c[1] for c in planted.calls])
+    assert len(t.unique()) > 4  # the two images got different timesteps
+
+
+def test_probabilities_are_softmax_of_negative_error_over_tau(planted, templates, labels):
+    scorer = make(planted, labels, NoPruning(4), temperature=0.05)
+    (r,) = scorer.score(images_for(templates, [1], noise=0.2), ["p"])
+    expected = torch.softmax(-torch.tensor(r["errors"]) / 0.05, dim=0)
+    assert r["probs"] == pytest.approx(expected.tolist(), rel=1e-5)
+
+
+def test_several_prompts_per_class_take_the_best_prompt(planted, templates):
+    # prompts 0..5 map to classes [0, 0, 1, 1, 2, 2]; the planted backbone conditions on the class
+    labels = LabelSet(("a", "b", "c"), ("a1", "a2", "b1", "b2", "c1", "c2"), (0, 0, 1, 1, 2, 2))
+    scorer = make(planted, labels, NoPruning(4))
+    (r,) = scorer.score(images_for(templates, [2]), ["q"])
+    assert r["prediction"] == 2 and len(r["errors"]) == 3 and len(r["prompt_errors"]) == 6
+    assert r["errors"][2] == pytest.approx(min(r["prompt_errors"][4:6]))
+
+
+def test_noise_file_reproduces_and_is_checked(planted, templates, labels, tmp_path):
+    noise = torch.randn(8, 1, 4, 4, generator=torch.Generator().manual_seed(42))
+    torch.save(noise, tmp_path / "noise.pt")
+    scorer = make(planted, labels, NoPruning(8), noise_path=str(tmp_path / "noise.pt"))
+    scorer.score(images_for(templates, [0]), ["a"])
+    x_t, t, _ = planted.calls[0]
+    a = planted.process.alphas_cumprod[t].view(-1, 1, 1, 1)
+    used = noise[torch.arange(len(t)) // 6]  # queries run position by position, 6 classes each
+    torch.testing.assert_close(x_t, a.sqrt() * templates[0] + (1 - a).sqrt() * used)
+    too_small = make(planted, labels, NoPruning(8), n_trials=2, noise_path=str(tmp_path / "noise.pt"))
+    with pytest.raises(ValueError, match="noise file holds"):
+        too_small.score(images_for(templates, [0]), ["a"])
+
+
+def _reference_eval_prob_adaptive(unet, latent, text_embeds, alphas_cumprod, n_samples, to_keep, all_noise,
+                                  n_trials=1, batch_size=32, loss="l2"):
+    """The official eval_prob_adaptive, transcribed (GPU bits and fp16 removed) to check numbers against."""
+    T = len(alphas_cumprod)
+    max_n_samples = max(n_samples)
+    data = {}
+    t_evaluated = set()
+    remaining_prmpt_idxs = list(range(len(text_embeds)))
+    start = T // max_n_samples // 2
+    t_to_eval = list(range(start, T, T // max_n_samples))[:max_n_samples]
+    for n_s, n_to_keep in zip(n_samples, to_keep, strict=True):
+        ts, noise_idxs, text_embed_idxs = [], [], []
+        curr_t_to_eval = t_to_eval[len(t_to_eval) // n_s // 2 :: len(t_to_eval) // n_s][:n_s]
+        curr_t_to_eval = [t for t in curr_t_to_eval if t not in t_evaluated]
+        for prompt_i in remaining_prmpt_idxs:
+            for t_idx, t in enumerate(curr_t_to_eval, start=len(t_evaluated)):
+                ts.extend([t] * n_trials)
+                noise_idxs.extend(list(range(n_trials * t_idx, n_trials * (t_idx + 1))))
+                text_embed_idxs.extend([prompt_i] * n_trials)
+        t_evaluated.update(curr_t_to_eval)
+        pred_errors = torch.zeros(len(ts))
+        idx = 0
+        for _ in range(len(ts) // batch_size + int(len(ts) % batch_size != 0)):
+            batch_ts = torch.tensor(ts[idx : idx + batch_size])
+            noise = all_noise[noise_idxs[idx : idx + batch_size]]
+            a = alphas_cumprod[batch_ts]
+            noised = latent * (a**0.5).view(-1, 1, 1, 1) + noise * ((1 - a) ** 0.5).view(-1, 1, 1, 1)
+            pred = unet(noised, batch_ts, text_embeds[text_embed_idxs[idx : idx + batch_size]])
+            fn = {"l2": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}[loss]
+            pred_errors[idx : idx + len(batch_ts)] = fn(noise, pred, reduction="none").mean(dim=(1, 2, 3))
+            idx += len(batch_ts)
+        for prompt_i in remaining_prmpt_idxs:
+            mask = torch.tensor(text_embed_idxs) == prompt_i
+            errs = pred_errors[mask]
+            data[prompt_i] = torch.cat([data[prompt_i], errs]) if prompt_i in data else errs
+        errors = [-data[prompt_i].mean() for prompt_i in remaining_prmpt_idxs]
+        best_idxs = torch.topk(torch.tensor(errors), k=n_to_keep, dim=0).indices.tolist()
+        remaining_prmpt_idxs = [remaining_prmpt_idxs[i] for i in best_idxs]
+    return remaining_prmpt_idxs[0], data
+
+
+@pytest.mark.parametrize(("n_samples", "to_keep", "n_trials"), [([4, 20], [3, 1], 1), ([2, 5, 10], [4, 2, 1], 2)])
+def test_matches_reference_number_for_number(planted, templates, labels, tmp_path, n_samples, to_keep, n_trials):
+    noise = torch.randn(64, 1, 4, 4, generator=torch.Generator().manual_seed(42))
+    torch.save(noise, tmp_path / "noise.pt")
+    image = images_for(templates, [2], noise=0.6)
+    ref_pred, ref_data = _reference_eval_prob_adaptive(
+        planted, image, torch.arange(6), planted.process.alphas_cumprod, n_samples, to_keep, noise, n_trials)
+    scorer = make(planted, labels, StagedPruning(n_samples, to_keep), n_trials=n_trials,
+                  noise_path=str(tmp_path / "noise.pt"))
+    (r,) = scorer.score(image, ["ref"])
+    assert r["prediction"] == ref_pred
+    for prompt, errs in ref_data.items():
+        assert r["errors"][prompt] == pytest.approx(errs.mean().item(), rel=1e-5)
+    assert r["nfe"] == sum(len(e) for e in ref_data.values())
