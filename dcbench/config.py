@@ -63,13 +63,18 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
     """Deep merge: mappings merge key by key, anything else in ``override`` replaces.
 
     A component written as a bare name (``sampler: even``) that receives options becomes
-    ``{name: even, **options}``.
+    ``{name: even, **options}``; a component whose ``name`` changes is replaced whole, since the old
+    component's options need not apply to the new one.
     """
     out = copy.deepcopy(dict(base))
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), str) and "name" not in value:
             out[key] = {"name": out[key]}  # a component given by bare name gets options: keep the name
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+        old = out.get(key)
+        both_mappings = isinstance(value, Mapping) and isinstance(old, Mapping)
+        if both_mappings and value.get("name", old.get("name")) != old.get("name"):
+            out[key] = copy.deepcopy(dict(value))  # another component: the old one's options do not apply
+        elif both_mappings:
             out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

@@ -62,7 +62,7 @@ class RunDirectory:
         self.path.mkdir(parents=True, exist_ok=True)
         if overwrite:
             for file in [*self.path.glob("records*.jsonl"), self.metrics_file]:
-                file.unlink()
+                file.unlink(missing_ok=True)
         elif self.config_file.is_file() and self.records():
             old, new = identity(yaml.safe_load(self.config_file.read_text()) or {}), identity(config)
             if old != new:

@@ -1,0 +1,48 @@
+import pytest
+from PIL import Image
+
+from dcbench.data.base import BadImageError, DatasetNotFoundError
+from dcbench.registry import DATASETS
+
+
+def make_folder(root, classes=("cat", "dog"), per_class=2):
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (10, 12), (40 * i, 80, 120)).save(root / c / f"{i}.png")
+    (root / "cat" / "notes.txt").write_text("not an image")  # ignored: not an image suffix
+    return root
+
+
+def test_imagefolder_reads_classes_and_ids(tmp_path):
+    ds = DATASETS.build({"name": "imagefolder", "root": str(make_folder(tmp_path / "d"))})
+    assert ds.classes == ["cat", "dog"] and len(ds) == 4
+    assert [ds.image_id(i) for i in range(4)] == ["cat/0.png", "cat/1.png", "dog/0.png", "dog/1.png"]
+    assert ds.load(3)[1] == 1
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    root = make_folder(tmp_path / "d")
+    (root / "dog" / "broken.png").write_bytes(b"\x89PNG not really")
+    ds = DATASETS.build({"name": "imagefolder", "root": str(root)})
+    index = [ds.image_id(i) for i in range(len(ds))].index("dog/broken.png")
+    with pytest.raises(BadImageError, match=r"broken\.png.*Remove or replace"):
+        ds.load(index)
+
+
+def test_missing_folder_says_where(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="does not exist.*ROOT/<class>"):
+        DATASETS.build({"name": "imagefolder", "root": str(tmp_path / "missing")})
+
+
+def test_missing_torchvision_dataset_is_not_downloaded(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="cifar10 not found.*download: true"):
+        DATASETS.build({"name": "cifar10", "root": str(tmp_path)})
+    assert not any(tmp_path.iterdir())
+
+
+def test_imagenet_folder_uses_class_names(tmp_path):
+    (tmp_path / "val" / "n01440764").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "val" / "n01440764" / "a.JPEG")
+    ds = DATASETS.build({"name": "imagenet", "root": str(tmp_path)})
+    assert ds.classes[0].startswith("tench")
