@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "run_predict"]
+__all__ = ["evaluate_embedded", "main", "run_predict"]
 
 DEFAULT_RUN_DIR = "runs/default"
 
@@ -139,13 +139,29 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate_embedded(model_dir: str | Path) -> dict[str, Any]:
+    """Score the default task with the model in ``model_dir``; store the result in its ``dcbench.json``."""
+    import tempfile
+
+    from dcbench.config import resolve
+
+    config = resolve(None, ["--scorer.backbone.pretrained", str(model_dir), "--logger", "none"])
+    with tempfile.TemporaryDirectory() as run_dir:
+        metrics = run_predict(config, run_dir)
+    keys = ("n_images", "top1", "mean_per_class", "ece", "nfe_per_image", "seconds_per_image")
+    file = Path(model_dir) / "dcbench.json"
+    record = json.loads(file.read_text())
+    record["evaluation"] = {"command": "dcbench predict (the default config)",
+                            **{k: round(metrics[k], 4) for k in keys}}
+    file.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
 def _cmd_train_embedded(args: argparse.Namespace) -> int:
     from dcbench.embedded import train_digits
 
-    if args.name != "digits":
-        raise SystemExit(f"dcbench: no embedded model {args.name!r} to train (available: digits)")
-    record = train_digits(args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
-    print(json.dumps(record, indent=2))
+    train_digits(args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    print(json.dumps(evaluate_embedded(args.out), indent=2))
     return 0
 
 

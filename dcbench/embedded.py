@@ -142,7 +142,7 @@ def train_digits(out: str | Path, steps: int = 6000, batch_size: int = 128, seed
     scheduler.save_pretrained(out / "scheduler")
     record = {
         "classes": DigitsDataset.classes,
-        "training": {"command": f"dcbench train-embedded digits --out {out} --steps {steps} --seed {seed}",
+        "training": {"command": f"dcbench train-embedded digits --steps {steps} --seed {seed} --out DIR",
                      "dataset": "digits (train split, 1437 images)", "steps": steps, "batch_size": batch_size,
                      "lr": lr, "seed": seed, "ema_decay": module.ema_decay, "wall_seconds": round(wall, 1),
                      "torch": torch.__version__, "threads": torch.get_num_threads(),

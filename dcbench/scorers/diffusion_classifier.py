@@ -135,35 +135,31 @@ class DiffusionClassifier(Scorer):
                   positions: list[int], first: int, errors: Tensor, nfe: Tensor) -> None:
         """Errors of every alive candidate of every active image at the new positions, in device-sized batches."""
         process = self.backbone.process
-        xt, t_u, eps_u = [], [], []  # x_t once per (image, t, eps), shared by all candidates
-        q_unique, q_cand, q_img, q_col = [], [], [], []
-        for b in active:
-            for j, p in enumerate(positions):
-                for r in range(self.n_trials):
-                    col = self.n_trials * (first + j) + r
-                    t = plans[b].timesteps[p].view(1)
-                    eps = plans[b].noise[col].unsqueeze(0).to(x0.device)
-                    # Noising in float32 whatever the model's precision (see VPProcess).
-                    with torch.autocast(x0.device.type, enabled=False):
-                        xt.append(process.add_noise(x0[b : b + 1], eps, t))
-                    t_u.append(t)
-                    eps_u.append(eps)
-                    u = len(xt) - 1
-                    for c in alive[b].tolist():
-                        q_unique.append(u)
-                        q_cand.append(c)
-                        q_img.append(b)
-                        q_col.append(col)
-        xt_all, t_all, eps_all = torch.cat(xt), torch.cat(t_u).to(x0.device), torch.cat(eps_u)
-        q_u, q_c = torch.tensor(q_unique), torch.tensor(q_cand)
-        out = torch.empty(len(q_unique))
-        for s in range(0, len(q_unique), self.batch_size):
-            u, c = q_u[s : s + self.batch_size].to(x0.device), q_c[s : s + self.batch_size].to(x0.device)
-            x_t, t = xt_all[u], t_all[u]
+        trials = torch.arange(self.n_trials)
+        cols = (self.n_trials * (first + torch.arange(len(positions)))[:, None] + trials).flatten()
+        pos = torch.tensor(positions).repeat_interleave(self.n_trials)
+        # One x_t per (image, t, eps), shared by every candidate: queries index into these rows.
+        u_img = torch.tensor(active).repeat_interleave(len(cols))
+        u_t = torch.cat([plans[b].timesteps[pos] for b in active])
+        u_eps = torch.cat([plans[b].noise[cols] for b in active])
+        u_col = cols.repeat(len(active))
+        q_u = torch.cat([torch.arange(i * len(cols), (i + 1) * len(cols)).repeat_interleave(alive[b].numel())
+                         for i, b in enumerate(active)])
+        q_c = torch.cat([alive[b].repeat(len(cols)) for b in active])
+
+        device = x0.device
+        u_t, u_eps = u_t.to(device), u_eps.to(device)
+        # Noising in float32 whatever the model's precision (see VPProcess).
+        with torch.autocast(device.type, enabled=False):
+            u_xt = process.add_noise(x0[u_img.to(device)], u_eps, u_t)
+        out = torch.empty(len(q_u))
+        for s in range(0, len(q_u), self.batch_size):
+            u, c = q_u[s : s + self.batch_size].to(device), q_c[s : s + self.batch_size].to(device)
+            x_t, t = u_xt[u], u_t[u]
             pred = process.to_epsilon(self.backbone(x_t, t, self.cond[c]), x_t, t)
-            out[s : s + len(u)] = denoising_error(pred, eps_all[u], self.loss).cpu()
-        errors[torch.tensor(q_img), q_c, torch.tensor(q_col)] = out
-        nfe += torch.bincount(torch.tensor(q_img), minlength=nfe.numel())
+            out[s : s + len(u)] = denoising_error(pred, u_eps[u], self.loss).cpu()
+        errors[u_img[q_u], q_c, u_col[q_u]] = out
+        nfe += torch.bincount(u_img[q_u], minlength=nfe.numel())
 
     def _record(self, errors: Tensor, alive: Tensor, pruned_at: Tensor, nfe: int) -> dict[str, Any]:
         """Per-class results: a class's error is its best prompt's mean error over its samples."""
