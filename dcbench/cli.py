@@ -158,7 +158,7 @@ def evaluate_embedded(model_dir: str | Path) -> dict[str, Any]:
 
 
 def _cmd_train_embedded(args: argparse.Namespace) -> int:
-    from dcbench.embedded import train_digits
+    from dcbench.training import train_digits
 
     train_digits(args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
     print(json.dumps(evaluate_embedded(args.out), indent=2))

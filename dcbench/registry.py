@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
@@ -68,8 +69,14 @@ class Registry(Generic[T]):
             except Exception as err:  # a broken plugin must not take the built-ins down with it
                 raise RegistryError(f"plugin {ep.value!r} (entry point {ep.name!r} in group {self.group!r}) "
                                     f"failed to import: {err}. Fix or uninstall that package.") from err
-            if callable(obj) and ep.name not in self._factories:
-                self.register(ep.name)(obj)
+            if not callable(obj):
+                continue  # a module: importing it ran its @register decorators
+            if ep.name in self._factories:
+                warnings.warn(f"plugin entry point {ep.name!r} ({ep.value}) is ignored: dcbench already has a "
+                              f"{self.kind} of that name (from {self._origin[ep.name]}). Rename the entry point.",
+                              stacklevel=2)
+                continue
+            self.register(ep.name)(obj)
 
     def names(self) -> list[str]:
         """All registered names, plugins included, sorted."""

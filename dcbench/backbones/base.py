@@ -52,7 +52,11 @@ class Backbone(nn.Module, ABC):
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
+        """The dtype network inputs are cast to: the first parameter's (or buffer's), else float32."""
+        for tensor in (*self.parameters(), *self.buffers()):
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return torch.float32
 
 
 def torch_dtype(name: str | torch.dtype) -> torch.dtype:
