@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Lightning 2.6 on torch 2.14 warns about its own use of a deprecated torch API on every run.
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated", category=Warning)
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "predict":

@@ -12,11 +12,12 @@ def test_default_is_the_embedded_digits_config():
 
 
 def test_overrides_are_typed_and_nested():
-    assert parse_overrides(["--trainer.devices", "2", "--scorer.pruning.n_samples=[5, 10]", "--data.limit", "null"]) == {
+    args = ["--trainer.devices", "2", "--scorer.pruning.n_samples=[5, 10]", "--data.limit", "null"]
+    assert parse_overrides(args) == {
         "trainer": {"devices": 2}, "scorer": {"pruning": {"n_samples": [5, 10]}}, "data": {"limit": None}}
-    with pytest.raises(ConfigError, match="has no value"):
+    with pytest.raises(ConfigError, match=r"has no value"):
         parse_overrides(["--seed"])
-    with pytest.raises(ConfigError, match="unexpected argument"):
+    with pytest.raises(ConfigError, match=r"unexpected argument"):
         parse_overrides(["seed", "1"])
 
 
@@ -30,16 +31,16 @@ def test_merge_rules_for_components():
 
 def test_resolve_checks_sections(tmp_path):
     assert resolve(None, ["--seed", "3"])["seed"] == 3
-    with pytest.raises(ConfigError, match="unknown config section"):
+    with pytest.raises(ConfigError, match=r"unknown config section"):
         resolve(None, ["--sede", "3"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just\n- a list\n")
-    with pytest.raises(ConfigError, match="must hold a mapping"):
+    with pytest.raises(ConfigError, match=r"must hold a mapping"):
         resolve(bad)
     bad.write_text("scorer: {name: x\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match=r"not valid YAML"):
         resolve(bad)
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match=r"does not exist"):
         resolve(tmp_path / "missing.yaml")
 
 

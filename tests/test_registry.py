@@ -24,11 +24,11 @@ def test_build_checks_options_and_fills_extras():
     assert reg.build("box") == (1, 0)
     assert reg.build({"name": "box", "size": 3}, seed=7) == (3, 7)
     assert reg.build({"name": "box", "seed": 1}, seed=7) == (1, 1)  # the spec wins over extras
-    with pytest.raises(RegistryError, match="unknown option.*colour.*accepts: size, seed"):
+    with pytest.raises(RegistryError, match=r"unknown option.*colour.*accepts: size, seed"):
         reg.build({"name": "box", "colour": "red"})
-    with pytest.raises(RegistryError, match="mapping with a 'name'"):
+    with pytest.raises(RegistryError, match=r"mapping with a 'name'"):
         reg.build({"size": 3})
-    with pytest.raises(RegistryError, match="registered twice"):
+    with pytest.raises(RegistryError, match=r"registered twice"):
         reg.register("box")(lambda: None)
 
 
@@ -44,7 +44,7 @@ def test_broken_plugin_is_named(monkeypatch):
     reg: Registry = Registry("widget", "dcbench.test-widgets")
     point = EntryPoint(name="bad", value="no_such_module_xyz:thing", group="dcbench.test-widgets")
     monkeypatch.setattr(registry_module, "entry_points", lambda group: [point])
-    with pytest.raises(RegistryError, match="no_such_module_xyz.*failed to import"):
+    with pytest.raises(RegistryError, match=r"no_such_module_xyz.*failed to import"):
         reg.names()
 
 

@@ -20,7 +20,7 @@ def test_prepare_refuses_to_mix_results(tmp_path):
     run.prepare(config, result_identity)
     run.records_file(0).write_text(json.dumps({"id": "a"}) + "\n")
     run.prepare(resolve(None, ["--scorer.batch_size", "3"]), result_identity)  # same results: fine
-    with pytest.raises(RunDirectoryError, match="different scorer.*--overwrite"):
+    with pytest.raises(RunDirectoryError, match=r"different scorer.*--overwrite"):
         run.prepare(resolve(None, ["--scorer.loss", "l1"]), result_identity)
     assert run.records()  # nothing lost
     run.prepare(resolve(None, ["--scorer.loss", "l1"]), result_identity, overwrite=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -117,22 +118,38 @@ def read_class_names(path: str, filename: str, key: str) -> list[str] | None:
 def class_ids(labels: LabelSet, model_classes: Sequence[str] | None, num_model_classes: int) -> Tensor:
     """Model class id for every prompt of ``labels``.
 
-    With ``model_classes`` known, dataset class names are looked up among them (a name matches an
-    entry or any of its comma-separated synonyms, as in ImageNet's "tench, Tinca tinca"), so a
-    subset of the model's classes works. Without them, dataset class i is model class i.
+    With ``model_classes`` known, dataset class names are looked up among them, so a subset of the
+    model's classes works: a name matches a whole entry first, else one of an entry's comma-separated
+    synonyms (ImageNet's "tench, Tinca tinca"). A name that several entries share (ImageNet has two
+    "crane"s and two "cardigan"s) takes them in order of appearance. Without names, dataset class i is
+    model class i.
     """
     if model_classes is None:
         if labels.num_classes > num_model_classes:
             raise LabelSetError(f"the dataset has {labels.num_classes} classes but the model knows only "
                                 f"{num_model_classes}")
         return torch.tensor(labels.prompt_class, dtype=torch.long)
-    lookup: dict[str, int] = {}
+    whole: dict[str, list[int]] = defaultdict(list)
+    synonym: dict[str, list[int]] = defaultdict(list)
     for i, entry in enumerate(model_classes):
-        for name in [entry, *entry.split(",")]:
-            lookup.setdefault(name.strip().lower(), i)
-    missing = [c for c in labels.classes if c.strip().lower() not in lookup]
+        whole[_normal(entry)].append(i)
+        for name in entry.split(","):
+            synonym[_normal(name)].append(i)
+    uses: Counter[str] = Counter()
+    per_class, missing = [], []
+    for name in labels.classes:
+        key = _normal(name)
+        ids = whole.get(key) or synonym.get(key)
+        if not ids:
+            missing.append(name)
+            continue
+        per_class.append(ids[min(uses[key], len(ids) - 1)])
+        uses[key] += 1
     if missing:
         raise LabelSetError(f"classes {missing[:5]} are not among the model's {len(model_classes)} class names "
                             f"(e.g. {list(model_classes[:3])}); rename them to the model's names")
-    per_class = [lookup[c.strip().lower()] for c in labels.classes]
     return torch.tensor([per_class[c] for c in labels.prompt_class], dtype=torch.long)
+
+
+def _normal(name: str) -> str:
+    return name.strip().lower()

@@ -121,7 +121,8 @@ class DiffusionClassifier(Scorer):
                 break
             first = len(evaluated)
             evaluated += positions
-            self._evaluate(x0, plans, active, alive, positions, first, errors, nfe)
+            if positions:  # a stage may add no timestep; it still prunes on the errors so far
+                self._evaluate(x0, plans, active, alive, positions, first, errors, nfe)
             seen = torch.tensor([self.n_trials * o + r for o in range(len(evaluated)) for r in range(self.n_trials)])
             for b in active:
                 keep = self.pruning.keep(stage, errors[b, alive[b]][:, seen])

@@ -31,12 +31,12 @@ def test_corrupt_image_names_the_file(tmp_path):
 
 
 def test_missing_folder_says_where(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match="does not exist.*ROOT/<class>"):
+    with pytest.raises(DatasetNotFoundError, match=r"does not exist.*ROOT/<class>"):
         DATASETS.build({"name": "imagefolder", "root": str(tmp_path / "missing")})
 
 
 def test_missing_torchvision_dataset_is_not_downloaded(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match="cifar10 not found.*download: true"):
+    with pytest.raises(DatasetNotFoundError, match=r"cifar10 not found.*download: true"):
         DATASETS.build({"name": "cifar10", "root": str(tmp_path)})
     assert not any(tmp_path.iterdir())
 

@@ -19,7 +19,7 @@ def test_reference_csv_with_several_prompts_per_class(tmp_path):
 
 def test_csv_missing_columns_names_them(tmp_path):
     path = write(tmp_path, "prompt,label\na cat.,0\n")
-    with pytest.raises(LabelSetError, match="lacks column.*classname, classidx"):
+    with pytest.raises(LabelSetError, match=r"lacks column.*classname, classidx"):
         LabelSet.from_csv(path)
 
 
@@ -36,7 +36,7 @@ def test_malformed_csv(tmp_path, text, message):
 
 
 def test_missing_csv(tmp_path):
-    with pytest.raises(LabelSetError, match="does not exist"):
+    with pytest.raises(LabelSetError, match=r"does not exist"):
         LabelSet.from_csv(tmp_path / "nope.csv")
 
 
@@ -44,10 +44,10 @@ def test_templates_and_empty_inputs(tmp_path):
     labels = LabelSet.from_classes(["cat", "dog"], ["a photo of a {}.", "a {}."])
     assert labels.prompts == ("a photo of a cat.", "a cat.", "a photo of a dog.", "a dog.")
     assert labels.prompt_class == (0, 0, 1, 1)
-    with pytest.raises(LabelSetError, match="empty"):
+    with pytest.raises(LabelSetError, match=r"empty"):
         LabelSet.from_classes([])
-    with pytest.raises(LabelSetError, match="template list is empty"):
+    with pytest.raises(LabelSetError, match=r"template list is empty"):
         LabelSet.from_classes(["cat"], [])
-    with pytest.raises(LabelSetError, match="must contain"):
+    with pytest.raises(LabelSetError, match=r"must contain"):
         LabelSet.from_classes(["cat"], ["a photo"])
     assert load_templates(str(write(tmp_path, "a {}.\n\nthe {}.\n", "t.txt"))) == ["a {}.", "the {}."]

@@ -39,7 +39,7 @@ def test_to_epsilon_inverts_each_parameterisation(prediction_type):
 
 def test_prediction_type_comes_from_scheduler_config():
     assert process("v_prediction").prediction_type == "v_prediction"
-    with pytest.raises(ValueError, match="prediction_type"):
+    with pytest.raises(ValueError, match=r"prediction_type"):
         VPProcess(torch.ones(10), "flow")
 
 
@@ -48,5 +48,5 @@ def test_losses_are_per_sample_means():
     assert denoising_error(a, b, "l2").tolist() == [1.0, 4.0]
     assert denoising_error(a, b, "l1").tolist() == [1.0, 2.0]
     assert denoising_error(a, b, "huber").tolist() == [0.5, 1.5]
-    with pytest.raises(ValueError, match="unknown loss"):
+    with pytest.raises(ValueError, match=r"unknown loss"):
         denoising_error(a, b, "l3")

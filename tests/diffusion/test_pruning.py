@@ -52,7 +52,7 @@ def test_no_pruning_single_stage_keeps_all():
     assert s.stages(10) == [list(range(10))]
     assert s.keep(0, torch.rand(4, 10)).tolist() == [0, 1, 2, 3]
     assert NoPruning().pool_size(FixedSampler([1, 2, 3])) == 3
-    with pytest.raises(ValueError, match="n_samples"):
+    with pytest.raises(ValueError, match=r"n_samples"):
         NoPruning().pool_size(EvenSampler())
 
 

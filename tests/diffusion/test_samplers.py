@@ -37,11 +37,11 @@ def test_fixed_sampler_subsets_evenly_and_validates():
     assert s.default_n == 4
     assert s(4, 1000, G) == [100, 200, 300, 400]
     assert s(2, 1000, G) == [200, 400]  # positions even_timesteps(2, 4) = [1, 3]
-    with pytest.raises(ValueError, match="fixed list of 4"):
+    with pytest.raises(ValueError, match=r"fixed list of 4"):
         s(5, 1000, G)
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(ValueError, match=r"outside"):
         FixedSampler([5, 2000])(2, 1000, G)
-    with pytest.raises(ValueError, match="distinct"):
+    with pytest.raises(ValueError, match=r"distinct"):
         FixedSampler([5, 5])
 
 

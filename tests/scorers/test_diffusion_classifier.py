@@ -97,7 +97,7 @@ def test_noise_file_reproduces_and_is_checked(planted, templates, labels, tmp_pa
     used = noise[torch.arange(len(t)) // 6]  # queries run position by position, 6 classes each
     torch.testing.assert_close(x_t, a.sqrt() * templates[0] + (1 - a).sqrt() * used)
     too_small = make(planted, labels, NoPruning(8), n_trials=2, noise_path=str(tmp_path / "noise.pt"))
-    with pytest.raises(ValueError, match="noise file holds"):
+    with pytest.raises(ValueError, match=r"noise file holds"):
         too_small.score(images_for(templates, [0]), ["a"])
 
 
@@ -156,3 +156,11 @@ def test_matches_reference_number_for_number(planted, templates, labels, tmp_pat
     for prompt, errs in ref_data.items():
         assert r["errors"][prompt] == pytest.approx(errs.mean().item(), rel=1e-5)
     assert r["nfe"] == sum(len(e) for e in ref_data.values())
+
+
+def test_a_stage_without_new_timesteps_still_prunes(planted, templates, labels):
+    # n_samples [2, 2]: stage 2 picks the same positions as stage 1, so it only prunes
+    scorer = make(planted, labels, StagedPruning([2, 2], [3, 1]))
+    (r,) = scorer.score(images_for(templates, [5]), ["s"])
+    assert r["prediction"] == 5 and r["nfe"] == 6 * 2
+    assert sorted(s for s in r["pruned_at"] if s is not None) == [0, 0, 0, 1, 1]
