@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dcbench.backbones.base import Backbone, class_ids, load_pretrained, load_process, read_class_names
-from dcbench.backbones.latent import VAEEncoder
+from dcbench.backbones.base import class_ids, load_pretrained, load_process, read_class_names
+from dcbench.backbones.latent import LatentBackbone, VAEEncoder
 from dcbench.data.labels import LabelSet
 from dcbench.diffusion.process import VPProcess
 from dcbench.registry import BACKBONES
@@ -22,18 +22,14 @@ def imagenet_class_names() -> list[str]:
     return [info.index_to_description(i) for i in range(1000)]
 
 
-class DiT(Backbone):
+class DiT(LatentBackbone):
     """DiT-XL/2 and friends via diffusers' ``DiTTransformer2DModel`` + ``AutoencoderKL``."""
 
     def __init__(self, transformer: torch.nn.Module, vae: VAEEncoder, process: VPProcess,
                  classes: list[str] | None = None) -> None:
-        super().__init__()
+        super().__init__(vae, process, transformer.config.sample_size)
         self.transformer = transformer.eval().requires_grad_(False)
-        self.vae = vae
-        self.process = process
         self.classes = classes
-        self.image_size = transformer.config.sample_size * vae.downscale
-        self.image_channels = 3
 
     @classmethod
     def from_pretrained(cls, pretrained: str = "facebook/DiT-XL-2-256", revision: str | None = None,
@@ -48,9 +44,6 @@ class DiT(Backbone):
             classes = imagenet_class_names()
         return cls(transformer, VAEEncoder.from_pretrained(pretrained, revision, torch_dtype),
                    load_process(pretrained, revision=revision), classes)
-
-    def encode_images(self, images: Tensor) -> Tensor:
-        return self.vae(images)
 
     def encode_conditions(self, labels: LabelSet) -> Tensor:
         return class_ids(labels, self.classes, self.transformer.config.num_embeds_ada_norm)

@@ -1,12 +1,13 @@
-"""The VAE encoder that latent backbones (Stable Diffusion, DiT) share."""
+"""What latent backbones (Stable Diffusion, DiT) share: the VAE encoder and the image side."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from dcbench.backbones.base import load_pretrained
+from dcbench.backbones.base import Backbone, load_pretrained
+from dcbench.diffusion.process import VPProcess
 
-__all__ = ["VAEEncoder"]
+__all__ = ["LatentBackbone", "VAEEncoder"]
 
 
 class VAEEncoder(nn.Module):
@@ -31,3 +32,18 @@ class VAEEncoder(nn.Module):
         dtype = next(self.vae.parameters()).dtype
         # The posterior mean, not a sample: deterministic, as in the reference implementation.
         return self.vae.encode(images.to(dtype)).latent_dist.mean.float() * self.scaling_factor
+
+
+class LatentBackbone(Backbone):
+    """A backbone that diffuses in a VAE's latent space; subclasses add the denoiser and conditions."""
+
+    image_channels = 3
+
+    def __init__(self, vae: VAEEncoder, process: VPProcess, latent_size: int) -> None:
+        super().__init__()
+        self.vae = vae
+        self.process = process
+        self.image_size = latent_size * vae.downscale
+
+    def encode_images(self, images: Tensor) -> Tensor:
+        return self.vae(images)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dcbench.backbones.base import Backbone, load_pretrained, load_process
-from dcbench.backbones.latent import VAEEncoder
+from dcbench.backbones.base import load_pretrained, load_process
+from dcbench.backbones.latent import LatentBackbone, VAEEncoder
 from dcbench.data.labels import LabelSet
 from dcbench.diffusion.process import VPProcess
 from dcbench.registry import BACKBONES
@@ -14,20 +14,16 @@ from dcbench.registry import BACKBONES
 __all__ = ["StableDiffusion"]
 
 
-class StableDiffusion(Backbone):
+class StableDiffusion(LatentBackbone):
     """UNet2DConditionModel + AutoencoderKL + CLIP text encoder, loaded from a pipeline directory or Hub id."""
 
     def __init__(self, unet: torch.nn.Module, vae: VAEEncoder, text_encoder: torch.nn.Module, tokenizer: object,
                  process: VPProcess, text_batch_size: int = 64) -> None:
-        super().__init__()
+        super().__init__(vae, process, unet.config.sample_size)
         self.unet = unet.eval().requires_grad_(False)
-        self.vae = vae
         self.text_encoder = text_encoder.eval().requires_grad_(False)
         self.tokenizer = tokenizer
-        self.process = process
         self.text_batch_size = text_batch_size
-        self.image_size = unet.config.sample_size * vae.downscale
-        self.image_channels = 3
 
     @classmethod
     def from_pretrained(cls, pretrained: str = "stabilityai/stable-diffusion-2-base", revision: str | None = None,
@@ -43,9 +39,6 @@ class StableDiffusion(Backbone):
                    load(CLIPTextModel, "text_encoder", dtype=torch_dtype),
                    load(CLIPTokenizer, "tokenizer"),
                    load_process(pretrained, revision=revision))
-
-    def encode_images(self, images: Tensor) -> Tensor:
-        return self.vae(images)
 
     @torch.inference_mode()
     def encode_conditions(self, labels: LabelSet) -> Tensor:
