@@ -84,9 +84,13 @@ def run_predict(config: dict[str, Any], run_dir: str | Path, overwrite: bool = F
     data.setdefault("image_size", scorer.image_size)
     data.setdefault("image_channels", scorer.image_channels)
     datamodule = ClassificationDataModule(**data, skip_ids=done)
-    bar = AccuracyProgressBar(done=len(done), correct=sum(r["prediction"] == r["label"] for r in done.values()))
+    trainer_options = dict(config.get("trainer") or {})
+    callbacks: list[Any] = [PredictionWriter(run)]
+    if trainer_options.get("enable_progress_bar", True):
+        correct = sum(r["prediction"] == r["label"] for r in done.values())
+        callbacks.append(AccuracyProgressBar(done=len(done), correct=correct))
     logger = _build_logger(config.get("logger"), run.path, config)
-    trainer = _build_trainer(dict(config.get("trainer") or {}), [PredictionWriter(run), bar], logger)
+    trainer = _build_trainer(trainer_options, callbacks, logger)
     trainer.predict(scorer, datamodule=datamodule, return_predictions=False)
 
     if not trainer.is_global_zero:

@@ -32,7 +32,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "pruning": {"name": "none", "n_samples": 10},
         "loss": "l2",
         "n_trials": 1,
-        "temperature": 0.02,
+        "temperature": 0.01,
         "batch_size": 500,
     },
     "data": {"dataset": {"name": "digits", "split": "test"}, "batch_size": 50, "num_workers": 0},
