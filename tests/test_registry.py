@@ -54,3 +54,12 @@ def test_builtins_are_registered():
     assert {"even", "uniform", "fixed", "window"} <= set(ALL["samplers"].names())
     assert "diffusion-classifier" in ALL["scorers"].names()
     assert {"digits", "imagefolder", "cifar10", "imagenet"} <= set(ALL["datasets"].names())
+
+
+def test_plugin_with_a_taken_name_is_ignored_with_a_warning(monkeypatch):
+    reg: Registry = Registry("widget", "dcbench.test-widgets")
+    reg.register("box")(lambda: "built-in")
+    point = EntryPoint(name="box", value="json:dumps", group="dcbench.test-widgets")
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [point])
+    with pytest.warns(UserWarning, match=r"'box' \(json:dumps\) is ignored"):
+        assert reg.build("box") == "built-in"
