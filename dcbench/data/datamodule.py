@@ -58,7 +58,8 @@ class ClassificationDataModule(L.LightningDataModule):
         self.skip_ids = set(skip_ids)
         self.dataset: ImageDataset | None = None
         self.labels: LabelSet | None = None
-        self.indices: list[int] = []
+        self.all_ids: list[str] = []  # every image of the run, in dataset order (set in setup)
+        self.indices: list[int] = []  # those still to score
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
