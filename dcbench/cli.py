@@ -91,12 +91,17 @@ def run_predict(config: dict[str, Any], run_dir: str | Path, overwrite: bool = F
         callbacks.append(AccuracyProgressBar(done=len(done), correct=correct))
     logger = _build_logger(config.get("logger"), run.path, config)
     trainer = _build_trainer(trainer_options, callbacks, logger)
-    trainer.predict(scorer, datamodule=datamodule, return_predictions=False)
+    with warnings.catch_warnings():
+        # A resumed run with nothing left is fine: say so below instead of Lightning's warning.
+        warnings.filterwarnings("ignore", message=r"Total length of `DataLoader` across ranks is zero")
+        trainer.predict(scorer, datamodule=datamodule, return_predictions=False)
 
     if not trainer.is_global_zero:
         return None
-    if datamodule.labels is None:  # Lightning skipped setup: nothing was left to score
+    if datamodule.labels is None:  # Lightning skipped setup
         datamodule.setup("predict")
+    if not datamodule.indices:
+        print(f"dcbench: all {len(datamodule.all_ids)} images were already scored in {run.path}", file=sys.stderr)
     records = run.records()
     ordered = [records[i] for i in datamodule.all_ids if i in records]
     metrics = classification_metrics(ordered, datamodule.labels.num_classes)
