@@ -116,7 +116,12 @@ class Registry(Generic[T]):
         for key, value in extra.items():
             if key not in kwargs and (takes_any or key in params):
                 kwargs[key] = value
-        return factory(**kwargs)
+        try:
+            return factory(**kwargs)
+        except ValueError as err:  # a factory rejecting its options: the config's fault, said as such
+            from dcbench.config import ConfigError
+
+            raise ConfigError(f"{self.kind} {name!r}: {err}") from err
 
 
 def _check_kwargs(factory: Callable[..., Any], kwargs: Mapping[str, Any], what: str) -> None:

@@ -139,3 +139,8 @@ def test_list_and_print_config(capsys):
         assert f"  {name} " in out
     assert main(["predict", "--print-config", "--seed", "5"]) == 0
     assert "seed: 5" in capsys.readouterr().out
+
+
+def test_invalid_option_value_is_a_clear_error(tmp_path, capsys):
+    assert main(["predict", "--scorer.loss", "l3", "--run-dir", str(tmp_path)]) == 2
+    assert "scorer 'diffusion-classifier': unknown loss 'l3'" in capsys.readouterr().err
