@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dcbench.backbones.base import ModelNotFoundError
+from dcbench.checkpoints import load_tensors
 from dcbench.config import ConfigError
 from dcbench.data.labels import LabelSet
 from dcbench.registry import SCORERS
@@ -80,12 +81,7 @@ def _quiet_random_init() -> Iterator[None]:
 
 def read_state_dict(path: Path) -> dict[str, Tensor]:
     """A checkpoint's tensors, read safely (safetensors, or ``torch.load(weights_only=True)``)."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_tensors(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):  # open_clip training checkpoints
         state = state["state_dict"]
     if not isinstance(state, dict):

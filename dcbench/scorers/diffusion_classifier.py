@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from dcbench.backbones.base import Backbone
+from dcbench.checkpoints import load_tensors
 from dcbench.data.labels import LabelSet
 from dcbench.diffusion.losses import LOSSES, denoising_error
 from dcbench.diffusion.pruning import PruningSchedule
@@ -31,11 +32,9 @@ def load_noise(path: str | Path) -> Tensor:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"noise file {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path)["noise"].float()
-    noise = torch.load(path, map_location="cpu", weights_only=True)
+    noise = load_tensors(path)
+    if isinstance(noise, dict) and "noise" in noise:  # safetensors holds named tensors
+        noise = noise["noise"]
     if not isinstance(noise, Tensor):
         raise TypeError(f"{path} holds a {type(noise).__name__}, not a tensor of noise")
     return noise.float()

@@ -164,3 +164,16 @@ def test_a_stage_without_new_timesteps_still_prunes(planted, templates, labels):
     (r,) = scorer.score(images_for(templates, [5]), ["s"])
     assert r["prediction"] == 5 and r["nfe"] == 6 * 2
     assert sorted(s for s in r["pruned_at"] if s is not None) == [0, 0, 0, 1, 1]
+
+
+def test_noise_file_in_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    from dcbench.scorers.diffusion_classifier import load_noise
+
+    noise = torch.randn(4, 1, 2, 2)
+    save_file({"noise": noise}, tmp_path / "noise.safetensors")
+    torch.testing.assert_close(load_noise(tmp_path / "noise.safetensors"), noise)
+    save_file({"other": noise}, tmp_path / "bad.safetensors")
+    with pytest.raises(TypeError, match="not a tensor of noise"):
+        load_noise(tmp_path / "bad.safetensors")
