@@ -168,10 +168,17 @@ def evaluate_embedded(model_dir: str | Path) -> dict[str, Any]:
 
 
 def _cmd_train_embedded(args: argparse.Namespace) -> int:
-    from dcbench.training import train_digits
+    if args.name == "digits":
+        from dcbench.training import train_digits
 
-    train_digits(args.out, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
-    print(json.dumps(evaluate_embedded(args.out), indent=2))
+        train_digits(args.out, steps=args.steps or 6000, batch_size=args.batch_size or 128, seed=args.seed)
+        print(json.dumps(evaluate_embedded(args.out), indent=2))
+        return 0
+    from dcbench.training.world import train_world_clip, train_world_unet
+
+    train = train_world_clip if args.name == "shapes-world-clip" else train_world_unet
+    options = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size)) if v}
+    print(json.dumps(train(args.out, seed=args.seed, **options), indent=2))
     return 0
 
 
@@ -195,10 +202,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("kind", nargs="?", choices=["backbones", "scorers", "datasets", "samplers", "pruning"])
 
     p = sub.add_parser("train-embedded", help="retrain a shipped embedded model from scratch (CPU)")
-    p.add_argument("name", choices=["digits"])
+    p.add_argument("name", choices=["digits", "shapes-world-clip", "shapes-world-unet"],
+                   help="shapes-world-unet needs OUT/clip from shapes-world-clip (it conditions on its text tower)")
     p.add_argument("--out", required=True, help="output directory (diffusers layout)")
-    p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, help="optimizer steps (default: the shipped model's)")
+    p.add_argument("--batch-size", type=int, help="(default: the shipped model's)")
     p.add_argument("--seed", type=int, default=0)
     return parser
 

@@ -8,7 +8,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision import transforms as T
 
-__all__ = ["model_input_transform"]
+__all__ = ["clip_normalize", "model_input_transform"]
 
 
 class _ConvertMode:
@@ -33,3 +33,8 @@ def model_input_transform(size: int | None, channels: int) -> Callable[[Image.Im
         steps += [T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size)]
     steps += [_ConvertMode(mode), T.ToTensor(), T.Normalize([0.5] * channels, [0.5] * channels)]
     return T.Compose(steps)
+
+
+def clip_normalize(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """Images in [-1, 1] -> the per-channel standardised pixels a CLIP vision tower was trained on."""
+    return ((images + 1) / 2 - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)

@@ -1,10 +1,9 @@
-"""Training the embedded models from scratch (Lightning ``Trainer.fit``, CPU is enough)."""
+"""Denoiser training (the simple DDPM loss) and the embedded digits recipe (Lightning ``Trainer.fit``)."""
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dcbench.diffusion.process import VPProcess
 from dcbench.embedded import DIGITS_SCHEDULER_CONFIG, DIGITS_UNET_CONFIG
+from dcbench.training.optim import warmup_cosine
 
 __all__ = ["DenoiserTraining", "train_digits"]
 
@@ -31,12 +31,21 @@ class DenoiserTraining(L.LightningModule):
         self.process = process
         self.lr, self.warmup_steps, self.ema_decay = lr, warmup_steps, ema_decay
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x0, y = batch
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Images -> x0 in the space the model diffuses (pixels here)."""
+        return images
+
+    def condition(self, cond: Any) -> dict[str, Any]:
+        """The batch's conditions -> keyword arguments of the network (class ids here)."""
+        return {"class_labels": cond}
+
+    def training_step(self, batch: tuple[torch.Tensor, Any], batch_idx: int) -> torch.Tensor:
+        images, cond = batch
+        x0 = self.encode_images(images)
         t = torch.randint(0, self.process.num_train_timesteps, (x0.shape[0],), device=x0.device)
         eps = torch.randn_like(x0)
         x_t = self.process.add_noise(x0, eps, t)
-        out = self.unet(x_t, t, class_labels=y).sample
+        out = self.unet(x_t, t, **self.condition(cond)).sample
         loss = F.mse_loss(out, self.process.target(x0, eps, t))
         self.log("train/loss", loss, prog_bar=True)
         return loss
@@ -48,16 +57,7 @@ class DenoiserTraining(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(self.unet.parameters(), lr=self.lr, weight_decay=0.0)
-        total = max(self.trainer.max_steps, 1)
-
-        def schedule(step: int) -> float:  # linear warm-up, then cosine to zero
-            if step < self.warmup_steps:
-                return (step + 1) / self.warmup_steps
-            progress = (step - self.warmup_steps) / max(1, total - self.warmup_steps)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return warmup_cosine(opt, self.warmup_steps, max(self.trainer.max_steps, 1))
 
 
 def _digits_tensors(split: str) -> TensorDataset:
