@@ -89,5 +89,6 @@ def resolve_pretrained(name_or_path: str) -> str:
     if not (WEIGHTS_DIR / model / "dcbench.json").is_file():
         shipped = sorted(p.name for p in WEIGHTS_DIR.iterdir() if (p / "dcbench.json").is_file())
         raise FileNotFoundError(f"no embedded model {name!r} (shipped: {', '.join(shipped) or 'none'}). "
-                                f"Retrain it into {WEIGHTS_DIR / model} with `dcbench train-embedded` (docs/embedded.md).")
+                                f"Retrain it into {WEIGHTS_DIR / model} with `dcbench train-embedded` "
+                                "(docs/embedded.md).")
     return str(WEIGHTS_DIR / name)

@@ -26,10 +26,11 @@ from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
 from dcbench.data.base import ImageDataset
+from dcbench.data.pairs import ImagePair, PairDataset
 from dcbench.registry import DATASETS
 
 __all__ = ["COLOURS", "HELD_OUT", "POSITIONS", "SHAPES", "CaptionedShapes", "Obj", "Pair", "ShapesClassification",
-           "caption_pairs", "render", "reserved_families"]
+           "ShapesPairs", "caption_pairs", "render", "reserved_families"]
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 90, 230), "yellow": (235, 215, 40),
@@ -242,6 +243,30 @@ def caption_pairs(n: int | None = None, seed: int = 0) -> list[Pair]:
         captions = (_two_caption(a, relation, b), _two_caption(a2, relation, b2))
         pairs.append(Pair(captions, (_two(a, relation, b, rng), _two(a2, relation, b2, rng)), swap))
     return pairs
+
+
+class ShapesPairs(PairDataset):
+    """The world's Winoground-style pairs as a dataset (all distinct pairs, or ``n`` of them by seed)."""
+
+    def __init__(self, n: int | None = None, seed: int = 0) -> None:
+        self.seed = seed
+        self.pairs = caption_pairs(n, seed)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load(self, index: int) -> ImagePair:
+        pair = self.pairs[index]
+        return ImagePair(pair.images, pair.captions, pair.swap)
+
+    def pair_id(self, index: int) -> str:
+        return f"shapes-pairs-{self.seed}-{index:04d}"
+
+
+@DATASETS.register("shapes-world-pairs")
+def shapes_world_pairs(n: int | None = None, seed: int = 0) -> ShapesPairs:
+    """The shapes world's Winoground-style pairs (attribute, relation and object swaps; 234 in all)."""
+    return ShapesPairs(n, seed)
 
 
 @DATASETS.register("shapes-world")
