@@ -230,13 +230,23 @@ def _local_files(root: Path) -> tuple[Path, Path]:
 def _hub_file(filename: str, revision: str | None, cache_dir: str | None) -> Path:
     """One file of the dataset repository (from the cache when it is there); a clear error when it cannot be had."""
     import huggingface_hub
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
+
+    try:
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            GatedRepoError,
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+        )
+    except ImportError:  # huggingface_hub before the errors module
+        from huggingface_hub.utils import (  # type: ignore[no-redef]
+            EntryNotFoundError,
+            GatedRepoError,
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+        )
 
     where = f"{REPO_ID}/{filename}" + (f" at revision {revision}" if revision else "")
     try:
