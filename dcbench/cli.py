@@ -29,7 +29,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _build_logger(spec: Any, run_dir: Path, config: dict[str, Any]) -> Any:
-    """``none`` / ``csv`` / ``wandb`` (offline unless ``offline: false``: no account, no network)."""
+    """``none`` / ``csv`` / ``wandb`` (offline unless ``offline: false``: no account, no network).
+
+    A wandb spec's ``run_name`` names the W&B run (default: the run directory's name); other options
+    (``project``, ``group``, ``offline``, ...) go to ``WandbLogger``.
+    """
     from dcbench.config import ConfigError
 
     if spec in (None, False, "none"):
@@ -45,7 +49,7 @@ def _build_logger(spec: Any, run_dir: Path, config: dict[str, Any]) -> Any:
 
         options.setdefault("project", "dcbench")
         options.setdefault("offline", True)
-        options.setdefault("name", run_dir.name)
+        options.setdefault("name", options.pop("run_name", run_dir.name))
         return WandbLogger(save_dir=str(run_dir), config=config, **options)
     raise ConfigError(f"unknown logger {kind!r}; use none, csv or wandb")
 
@@ -208,6 +212,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="optimizer steps (default: the shipped model's)")
     p.add_argument("--batch-size", type=int, help="(default: the shipped model's)")
     p.add_argument("--seed", type=int, default=0)
+
+    from dcbench.report import add_arguments
+
+    p = sub.add_parser("report", help="run every scorer of a report config on every task; report.md, report.json",
+                       description="Any other --section.key VALUE overrides the report config, e.g. "
+                                   "--trainer.accelerator cpu --tasks.zero-shot.data.batch_size 10.")
+    add_arguments(p)
     return parser
 
 
@@ -216,13 +227,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated", category=Warning)
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "predict":
+    if rest and args.command not in ("predict", "report"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.command == "predict":
             return _cmd_predict(args, rest)
         if args.command == "list":
             return _cmd_list(args)
+        if args.command == "report":
+            from dcbench.report import cmd_report
+
+            return cmd_report(args, rest)
         return _cmd_train_embedded(args)
     except _user_errors() as err:
         print(f"dcbench: error: {err}", file=sys.stderr)

@@ -1,0 +1,172 @@
+"""Figures for ``dcbench report`` (matplotlib, Agg, PNG): score bars, reliability diagrams, confusion matrices.
+
+Every function takes plain data read from run directories (metrics dicts, records) and writes one PNG.
+Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas, never through ``pyplot``:
+no GUI backend, no global figure state, safe to call from any process.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["classification_bars", "confusion_figure", "confusion_matrix", "matching_bars", "reliability_bins",
+           "reliability_diagram"]
+
+RELIABILITY_BINS = 15  # as metrics.ECE_BINS: the diagram shows the bins the ECE is computed over
+DPI = 120
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Any, path: Path, dpi: int = DPI) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi, format="png")
+    return path
+
+
+def _colour(index: int) -> Any:
+    from matplotlib import colormaps
+
+    return colormaps["tab10"](index % 10)
+
+
+def _value(metrics: Mapping[str, Any], key: str) -> float:
+    value = metrics.get(key)
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def _grouped_bars(ax: Any, groups: Sequence[str], series: Sequence[tuple[str, Sequence[float], Any]]) -> None:
+    """One group of bars per entry of ``groups``, one bar per series (label, values, colour); NaN = no bar."""
+    width = 0.8 / max(len(series), 1)
+    x = np.arange(len(groups))
+    for i, (label, values, colour) in enumerate(series):
+        heights = np.asarray(values, dtype=float)
+        bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, np.nan_to_num(heights), width, label=label,
+                      color=colour)
+        ax.bar_label(bars, labels=["" if math.isnan(v) else f"{v:.2f}" for v in heights], fontsize=6, padding=1)
+    ax.set_xticks(x, groups)
+    ax.set_ylim(0, 1.08)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
+def classification_bars(path: Path, title: str, rows: Sequence[tuple[str, Mapping[str, Any], int]]) -> Path:
+    """Top-1, held-out top-1 and mean-per-class accuracy per scorer. ``rows``: (scorer, metrics, colour index)."""
+    groups = [("top1", "top-1"), ("top1_held_out", "held-out top-1"), ("mean_per_class", "mean per class")]
+    groups = [(k, label) for k, label in groups if any(not math.isnan(_value(m, k)) for _, m, _ in rows)]
+    figure = _figure(max(5.0, 1.2 + 0.5 * len(rows) * len(groups)), 3.6)
+    ax = figure.add_subplot()
+    _grouped_bars(ax, [label for _, label in groups],
+                  [(name, [_value(m, k) for k, _ in groups], _colour(c)) for name, m, c in rows])
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _save(figure, path)
+
+
+def matching_bars(path: Path, title: str, rows: Sequence[tuple[str, Mapping[str, Any], int]],
+                  tags: Sequence[str]) -> Path:
+    """Text, image and group score (one panel each) over all pairs and per swap type, one bar per scorer."""
+    first = rows[0][1] if rows else {}
+    groups = [f"all (n={first.get('n_pairs', '?')})"]
+    groups += [f"{tag} (n={first.get('by_tag', {}).get(tag, {}).get('n', '?')})" for tag in tags]
+    figure = _figure(max(6.0, len(groups) * (0.8 + 0.3 * len(rows))) + 1.8, 7.5)
+    axes = figure.subplots(3, 1, sharex=True)
+    for ax, kind in zip(axes, ("text", "image", "group"), strict=True):
+        key = f"{kind}_score"
+        series = [(name, [_value(m, key), *(_value(m.get("by_tag", {}).get(t, {}), key) for t in tags)], _colour(c))
+                  for name, m, c in rows]
+        _grouped_bars(ax, groups, series)
+        ax.set_ylabel(f"{kind} score")
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes[0].set_title(title)
+    return _save(figure, path)
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = RELIABILITY_BINS
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per confidence bin (equal width on [0, 1]): mean confidence, accuracy, count (NaN where empty).
+
+    Confidence is the top probability and a hit is its class being the label, as in the ECE that
+    torchmetrics computes for ``metrics.json`` (same bins: ``[b_i, b_i+1)``, 1.0 in the last).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == np.asarray(labels)).astype(np.float64)
+    boundaries = np.linspace(0, 1, n_bins + 1)
+    index = np.clip(np.searchsorted(boundaries, confidence, side="right") - 1, 0, n_bins - 1)
+    counts = np.bincount(index, minlength=n_bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(index, weights=confidence, minlength=n_bins) / counts
+        accuracy = np.bincount(index, weights=correct, minlength=n_bins) / counts
+    return mean_confidence, accuracy, counts
+
+
+def reliability_diagram(path: Path, title: str, panels: Sequence[tuple[str, np.ndarray, np.ndarray, float | None]],
+                        n_bins: int = RELIABILITY_BINS) -> Path:
+    """One panel per scorer: accuracy per confidence bin against the diagonal; ECE (from metrics.json) in the title.
+
+    ``panels``: (scorer, probs (n, classes), labels (n,), ece).
+    """
+    n = max(len(panels), 1)
+    figure = _figure(3.0 * n + 0.4, 3.4)
+    axes = np.atleast_1d(figure.subplots(1, n, sharey=True))
+    edges = np.linspace(0, 1, n_bins + 1)
+    for ax, (name, probs, labels, ece) in zip(axes, panels, strict=False):
+        confidence, accuracy, counts = reliability_bins(probs, labels, n_bins)
+        filled = counts > 0
+        ax.bar(edges[:-1][filled], accuracy[filled], width=1 / n_bins, align="edge", color="tab:blue",
+               edgecolor="black", linewidth=0.4, label="accuracy")
+        ax.bar(edges[:-1][filled], (confidence - accuracy)[filled], bottom=accuracy[filled], width=1 / n_bins,
+               align="edge", color="tab:red", alpha=0.3, edgecolor="tab:red", linewidth=0.4, label="gap")
+        ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (max prob)")
+        ece_text = "ECE -" if ece is None else f"ECE {ece:.3f}"
+        ax.set_title(f"{name}\n{ece_text}, n={len(labels)}", fontsize=9)
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(fontsize=7, loc="upper left")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def confusion_matrix(labels: Sequence[int], predictions: Sequence[int], n_classes: int) -> np.ndarray:
+    """Row-normalised confusion matrix: rows true class, columns predicted; NaN rows for absent classes."""
+    counts = np.zeros((n_classes, n_classes))
+    np.add.at(counts, (np.asarray(labels, dtype=int), np.asarray(predictions, dtype=int)), 1)
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, counts / totals, np.nan)
+
+
+def confusion_figure(path: Path, title: str, matrix: np.ndarray, classes: Sequence[str]) -> Path:
+    """The matrix as an image with every class name on both axes (sized so that 60 names stay readable)."""
+    from matplotlib import colormaps
+
+    n = len(classes)
+    side = min(max(5.0, 0.18 * n + 3.0), 16.0)
+    fontsize = 8 if n <= 20 else max(5.5, 8 - 0.05 * n)
+    figure = _figure(side + 1.0, side)
+    ax = figure.add_subplot()
+    image = ax.imshow(matrix, cmap=colormaps["Blues"].with_extremes(bad="0.85"), vmin=0, vmax=1,
+                      interpolation="nearest")
+    ax.set_xticks(range(n), classes, rotation=90, fontsize=fontsize)
+    ax.set_yticks(range(n), classes, fontsize=fontsize)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    figure.colorbar(image, ax=ax, shrink=0.6, label="fraction of the true class")
+    return _save(figure, path, dpi=DPI if n <= 20 else 150)  # small class names need the pixels
