@@ -217,7 +217,7 @@ def run_cell(config: Mapping[str, Any], task: str, scorer: str, root: Path, run:
         cell.metrics = _read_metrics(cell.run_dir, kind)
     except Exception as err:  # one failed run must not lose the others
         cell.status, cell.message = "failed", f"{type(err).__name__}: {err}"
-        if not isinstance(err, (ReportError, *cli._user_errors())):
+        if not isinstance(err, (ReportError, FileNotFoundError, *cli._user_errors())):  # else: a bug, show where
             traceback.print_exc(file=sys.stderr)
         print(f"dcbench report: {task}/{scorer} failed: {cell.message}", file=sys.stderr)
     return cell
