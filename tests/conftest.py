@@ -10,6 +10,7 @@ Layouts, as on the Hub:
 * Stable Diffusion: ``unet/ vae/ text_encoder/ tokenizer/ scheduler/ model_index.json``
 * DiT: ``transformer/ vae/ scheduler/ model_index.json`` (with ``id2label``, as facebook/DiT-XL-2-256)
 * class-conditional UNet: ``unet/ scheduler/ dcbench.json`` (class names, as the embedded digits model)
+* text-conditional pixel UNet: ``unet/ scheduler/ clip/ dcbench.json`` (as the embedded shapes-world model)
 """
 
 from __future__ import annotations
@@ -148,6 +149,37 @@ def write_tiny_unet_class(root: Path, classes: Sequence[str] | None = TINY_CLASS
     return root
 
 
+#: the tiny text-unet: 2x2 patches of 8x8 RGB images (4x4x12 UNet inputs), a 16-wide open_clip text tower
+TEXT_UNET_PATCH = 2
+TEXT_UNET_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 8, "layers": 1, "width": 16, "patch_size": 4, "head_width": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
+}
+
+
+def write_tiny_text_unet(root: Path) -> Path:
+    """A tiny text-unet directory (the shapes-world layout): UNet2DConditionModel on a tiny open_clip text tower."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    from dcbench.openclip import create_from_config
+    from dcbench.training.world import save_open_clip
+
+    root.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    clip, _ = create_from_config(TEXT_UNET_CLIP)
+    save_open_clip(clip, TEXT_UNET_CLIP, root / "clip")
+    channels = 3 * TEXT_UNET_PATCH**2
+    UNet2DConditionModel(
+        sample_size=4, in_channels=channels, out_channels=channels, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=TEXT_UNET_CLIP["text_cfg"]["width"], attention_head_dim=4, norm_num_groups=4,
+    ).save_pretrained(root / "unet")
+    DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear").save_pretrained(root / "scheduler")
+    (root / "dcbench.json").write_text(json.dumps({"patch_size": TEXT_UNET_PATCH}) + "\n")
+    return root
+
+
 def reference_nfe(n_candidates: int, n_samples: Sequence[int], to_keep: Sequence[int], n_trials: int = 1) -> int:
     """Denoiser evaluations per image of the reference ``eval_prob_adaptive``, written out independently.
 
@@ -195,6 +227,12 @@ def tiny_dit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_unet_class_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny class-conditional pixel UNet with class names in ``dcbench.json``."""
     return write_tiny_unet_class(tmp_path_factory.mktemp("tiny-unet-class") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_text_unet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny text-conditional pixel UNet on a tiny open_clip text tower (8x8 images in 2x2 patches)."""
+    return write_tiny_text_unet(tmp_path_factory.mktemp("tiny-text-unet") / "model")
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,21 @@ class Backbone(nn.Module, ABC):
     def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         """The network's output in ``self.process.prediction_type`` (learned-variance channels split off)."""
 
+    def encode_prompts(self, prompts: Sequence[str]) -> Tensor:
+        """One condition per free text, first dim = texts (text-conditional backbones override this)."""
+        raise NotImplementedError(f"{type(self).__name__} is class-conditional: it cannot take free text")
+
+    def null_condition(self) -> Tensor:
+        """The unconditional condition, first dim 1: the empty prompt's (classifier-free guidance, features).
+
+        Text-conditional models are trained with captions dropped to the empty text, so that is their p(x).
+        """
+        return self.encode_prompts([""])
+
+    def decode_latents(self, x0: Tensor) -> Tensor:
+        """x0 in the space the model diffuses -> images in [-1, 1], (B, C, H, W): the inverse of ``encode_images``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot decode x0 to images")
+
     @property
     def dtype(self) -> torch.dtype:
         """The dtype network inputs are cast to: the first parameter's (or buffer's), else float32."""
@@ -82,7 +97,10 @@ def _not_found(what: str, path: str, subfolder: str | None, err: Exception) -> M
 def load_pretrained(cls: Any, path: str, subfolder: str | None = None, *, revision: str | None = None,
                     dtype: str | torch.dtype | None = None, **kwargs: Any) -> Any:
     """``cls.from_pretrained`` (diffusers or transformers) with one clear error for missing weights."""
-    path = resolve_pretrained(path)
+    try:
+        path = resolve_pretrained(path)
+    except FileNotFoundError as err:  # an embedded model that is not shipped: say how to make it
+        raise ModelNotFoundError(str(err)) from err
     if dtype is not None:
         kwargs["torch_dtype"] = torch_dtype(dtype)
     if revision is not None:

@@ -11,7 +11,7 @@ __all__ = ["LatentBackbone", "VAEEncoder"]
 
 
 class VAEEncoder(nn.Module):
-    """Pixels in [-1, 1] -> scaled latents."""
+    """Pixels in [-1, 1] -> scaled latents (``forward``), and back (``decode``)."""
 
     def __init__(self, vae: nn.Module) -> None:
         super().__init__()
@@ -33,6 +33,11 @@ class VAEEncoder(nn.Module):
         # The posterior mean, not a sample: deterministic, as in the reference implementation.
         return self.vae.encode(images.to(dtype)).latent_dist.mean.float() * self.scaling_factor
 
+    def decode(self, latents: Tensor) -> Tensor:
+        """Scaled latents -> images in [-1, 1] (float32, not clamped: the VAE may overshoot a little)."""
+        dtype = next(self.vae.parameters()).dtype
+        return self.vae.decode((latents / self.scaling_factor).to(dtype)).sample.float()
+
 
 class LatentBackbone(Backbone):
     """A backbone that diffuses in a VAE's latent space; subclasses add the denoiser and conditions."""
@@ -47,3 +52,6 @@ class LatentBackbone(Backbone):
 
     def encode_images(self, images: Tensor) -> Tensor:
         return self.vae(images)
+
+    def decode_latents(self, x0: Tensor) -> Tensor:
+        return self.vae.decode(x0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -41,15 +43,18 @@ class StableDiffusion(LatentBackbone):
                    load_process(pretrained, revision=revision))
 
     @torch.inference_mode()
-    def encode_conditions(self, labels: LabelSet) -> Tensor:
+    def encode_prompts(self, prompts: Sequence[str]) -> Tensor:
         device = next(self.text_encoder.parameters()).device
         chunks = []
-        for i in range(0, len(labels.prompts), self.text_batch_size):
-            tokens = self.tokenizer(list(labels.prompts[i : i + self.text_batch_size]), padding="max_length",
+        for i in range(0, len(prompts), self.text_batch_size):
+            tokens = self.tokenizer(list(prompts[i : i + self.text_batch_size]), padding="max_length",
                                     max_length=self.tokenizer.model_max_length, truncation=True,
                                     return_tensors="pt")
             chunks.append(self.text_encoder(tokens.input_ids.to(device))[0])
         return torch.cat(chunks)
+
+    def encode_conditions(self, labels: LabelSet) -> Tensor:
+        return self.encode_prompts(labels.prompts)
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         return self.unet(x_t.to(self.dtype), t, encoder_hidden_states=cond.to(self.dtype)).sample

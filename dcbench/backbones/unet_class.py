@@ -39,6 +39,9 @@ class ClassConditionalUNet(Backbone):
     def encode_images(self, images: Tensor) -> Tensor:
         return images  # pixel space: x0 is the image
 
+    def decode_latents(self, x0: Tensor) -> Tensor:
+        return x0
+
     def encode_conditions(self, labels: LabelSet) -> Tensor:
         return class_ids(labels, self.classes, self.unet.config.num_class_embeds)
 
