@@ -68,13 +68,14 @@ def _build_trainer(trainer_options: dict[str, Any], callbacks: list[Any], logger
 
 
 def run_predict(config: dict[str, Any], run_dir: str | Path, overwrite: bool = False) -> dict[str, Any] | None:
-    """Score every image of the config's dataset into ``run_dir``; returns the metrics (rank 0)."""
+    """Score every item of the config's dataset into ``run_dir``; returns the metrics (rank 0).
+
+    ``task: classification`` scores images against the label set; ``task: matching`` scores image-text
+    pairs (:mod:`dcbench.matching`).
+    """
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     from dcbench.config import result_identity
-    from dcbench.data.datamodule import ClassificationDataModule
-    from dcbench.metrics import classification_metrics
-    from dcbench.progress import AccuracyProgressBar
     from dcbench.registry import SCORERS
     from dcbench.writers import PredictionWriter, RunDirectory
 
@@ -84,32 +85,29 @@ def run_predict(config: dict[str, Any], run_dir: str | Path, overwrite: bool = F
     done = run.records()
 
     scorer = SCORERS.build(config["scorer"], seed=config["seed"])
-    data = dict(config["data"])
-    data.setdefault("image_size", scorer.image_size)
-    data.setdefault("image_channels", scorer.image_channels)
-    datamodule = ClassificationDataModule(**data, skip_ids=done)
+    matching = config.get("task", "classification") == "matching"
+    build = _matching if matching else _classification
+    module, datamodule, progress = build(scorer, config, done)
     trainer_options = dict(config.get("trainer") or {})
     callbacks: list[Any] = [PredictionWriter(run)]
     if trainer_options.get("enable_progress_bar", True):
-        correct = sum(r["prediction"] == r["label"] for r in done.values())
-        callbacks.append(AccuracyProgressBar(done=len(done), correct=correct))
+        callbacks.append(progress)
     logger = _build_logger(config.get("logger"), run.path, config)
     trainer = _build_trainer(trainer_options, callbacks, logger)
     with warnings.catch_warnings():
         # A resumed run with nothing left is fine: say so below instead of Lightning's warning.
         warnings.filterwarnings("ignore", message=r"Total length of `DataLoader` across ranks is zero")
-        trainer.predict(scorer, datamodule=datamodule, return_predictions=False)
+        trainer.predict(module, datamodule=datamodule, return_predictions=False)
 
     if not trainer.is_global_zero:
         return None
-    if datamodule.labels is None:  # Lightning skipped setup
+    if datamodule.dataset is None:  # Lightning skipped setup
         datamodule.setup("predict")
     if not datamodule.indices:
-        print(f"dcbench: all {len(datamodule.all_ids)} images were already scored in {run.path}", file=sys.stderr)
+        print(f"dcbench: all {len(datamodule.all_ids)} items were already scored in {run.path}", file=sys.stderr)
     records = run.records()
     ordered = [records[i] for i in datamodule.all_ids if i in records]
-    metrics = classification_metrics(ordered, datamodule.labels.num_classes)
-    metrics["classes"] = list(datamodule.labels.classes)
+    metrics = _metrics(ordered, datamodule, matching)
     run.write_metrics(metrics)
     if logger:
         logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
@@ -117,8 +115,57 @@ def run_predict(config: dict[str, Any], run_dir: str | Path, overwrite: bool = F
     return metrics
 
 
+def _data_options(scorer: Any, config: dict[str, Any], done: dict[str, Any]) -> dict[str, Any]:
+    data = dict(config["data"])
+    data.setdefault("image_size", scorer.image_size)
+    data.setdefault("image_channels", scorer.image_channels)
+    return {**data, "skip_ids": done}
+
+
+def _classification(scorer: Any, config: dict[str, Any], done: dict[str, Any]) -> tuple[Any, Any, Any]:
+    from dcbench.data.datamodule import ClassificationDataModule
+    from dcbench.progress import AccuracyProgressBar, is_correct
+
+    datamodule = ClassificationDataModule(**_data_options(scorer, config, done))
+    progress = AccuracyProgressBar(done=len(done), correct=sum(is_correct(r) for r in done.values()))
+    return scorer, datamodule, progress
+
+
+def _matching(scorer: Any, config: dict[str, Any], done: dict[str, Any]) -> tuple[Any, Any, Any]:
+    from dcbench.config import ConfigError
+    from dcbench.data.pairs import MatchingDataModule
+    from dcbench.matching import MatchingTask
+    from dcbench.progress import AccuracyProgressBar
+
+    def group(record: dict[str, Any]) -> bool:
+        return bool(record["group"])
+
+    try:
+        module = MatchingTask(scorer)
+    except TypeError as err:
+        raise ConfigError(str(err)) from err
+    datamodule = MatchingDataModule(**_data_options(scorer, config, done))
+    progress = AccuracyProgressBar(done=len(done), correct=sum(group(r) for r in done.values()), hit=group,
+                                   name="group")
+    return module, datamodule, progress
+
+
+def _metrics(records: list[dict[str, Any]], datamodule: Any, matching: bool) -> dict[str, Any]:
+    from dcbench.matching import matching_metrics
+    from dcbench.metrics import classification_metrics
+
+    if matching:
+        return matching_metrics(records)
+    held_out = getattr(datamodule.dataset, "held_out_classes", None)
+    metrics = classification_metrics(records, datamodule.labels.num_classes, held_out)
+    metrics["classes"] = list(datamodule.labels.classes)
+    return metrics
+
+
 def _summary(metrics: dict[str, Any], run_dir: Path) -> str:
-    keys = ["n_images", "top1", "top5", "mean_per_class", "ece", "nfe_per_image", "seconds_per_image"]
+    keys = ["n_images", "top1", "top5", "mean_per_class", "top1_held_out", "ece", "nfe_per_image",
+            "seconds_per_image", "n_pairs", "text_score", "image_score", "group_score", "nfe_per_pair",
+            "seconds_per_pair"]
     rows = [f"  {k:<18} {metrics[k]:.4g}" for k in keys if k in metrics]
     return "\n".join([f"dcbench: results in {run_dir}/metrics.json", *rows])
 
@@ -219,6 +266,13 @@ def _parser() -> argparse.ArgumentParser:
                        description="Any other --section.key VALUE overrides the report config, e.g. "
                                    "--trainer.accelerator cpu --tasks.zero-shot.data.batch_size 10.")
     add_arguments(p)
+
+    p = sub.add_parser("fit-baseline", help="fit the sd-features or synthetic-data baseline (Lightning Trainer.fit)",
+                       description="Any other --section.key VALUE overrides the config, e.g. "
+                                   "--scorer.fit.train.steps 500. Rerunning with the same run directory resumes.")
+    p.add_argument("--config", required=True, help="e.g. configs/embedded/baselines/sd_features.yaml")
+    p.add_argument("--run-dir", required=True, help="where the fit goes (then: --scorer.checkpoint DIR to predict)")
+    p.add_argument("--overwrite", action="store_true", help="discard the cache and checkpoints in the run directory")
     return parser
 
 
@@ -227,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated", category=Warning)
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command not in ("predict", "report"):
+    if rest and args.command not in ("predict", "report", "fit-baseline"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.command == "predict":
@@ -238,6 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from dcbench.report import cmd_report
 
             return cmd_report(args, rest)
+        if args.command == "fit-baseline":
+            from dcbench.baselines.fit import cmd_fit_baseline
+
+            return cmd_fit_baseline(args, rest)
         return _cmd_train_embedded(args)
     except _user_errors() as err:
         print(f"dcbench: error: {err}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """Run configs as data: YAML files, dotted command-line overrides, and the built-in default.
 
-A config has five sections::
+A config has these sections::
 
     seed: 0                     # every random choice derives from it (and the image id)
+    task: classification        # or matching: image-text pairs (Winoground's text/image/group scores)
     scorer: {name: ..., ...}    # a registered scorer and its options (backbone, sampler, pruning, ...)
     data: {dataset: {name: ...}, batch_size: ..., prompts / templates, limit, num_workers}
     trainer: {...}              # lightning.Trainer arguments: accelerator, devices, strategy, precision
@@ -20,7 +21,8 @@ import yaml
 
 __all__ = ["DEFAULT_CONFIG", "ConfigError", "load_config", "merge", "parse_overrides", "resolve", "result_identity"]
 
-SECTIONS = ("seed", "scorer", "data", "trainer", "logger")
+SECTIONS = ("seed", "task", "scorer", "data", "trainer", "logger")
+TASKS = ("classification", "matching")
 
 # The embedded default (`dcbench predict` with no --config); equal to configs/embedded/digits.yaml.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -121,6 +123,9 @@ def resolve(config_file: str | Path | None, overrides: Sequence[str] = ()) -> di
     if "dataset" not in config["data"]:
         raise ConfigError("the config needs data.dataset (e.g. {name: digits})")
     config.setdefault("seed", 0)
+    config.setdefault("task", "classification")
+    if config["task"] not in TASKS:
+        raise ConfigError(f"unknown task {config['task']!r}; tasks are {', '.join(TASKS)}")
     config.setdefault("trainer", {})
     config.setdefault("logger", "none")
     return config
@@ -130,4 +135,4 @@ def result_identity(config: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a config that decide the records (batch sizes, devices and logging do not)."""
     scorer = {k: v for k, v in config.get("scorer", {}).items() if k != "batch_size"}
     data = {k: config.get("data", {}).get(k) for k in ("dataset", "prompts", "templates")}
-    return {"seed": config.get("seed"), "scorer": scorer, "data": data}
+    return {"seed": config.get("seed"), "task": config.get("task", "classification"), "scorer": scorer, "data": data}

@@ -13,8 +13,13 @@ __all__ = ["classification_metrics"]
 ECE_BINS = 15
 
 
-def classification_metrics(records: Sequence[dict[str, Any]], num_classes: int) -> dict[str, Any]:
-    """The summary written to ``metrics.json``. Top-5 only with at least 5 classes."""
+def classification_metrics(records: Sequence[dict[str, Any]], num_classes: int,
+                           held_out: Sequence[int] | None = None) -> dict[str, Any]:
+    """The summary written to ``metrics.json``. Top-5 only with at least 5 classes.
+
+    ``held_out``: classes never seen in training (zero-shot combinations); their images' top-1 is
+    reported as ``top1_held_out``, the other images' as ``top1_seen``.
+    """
     if not records:
         raise ValueError("no records: nothing was scored")
     target = torch.tensor([r["label"] for r in records])
@@ -33,6 +38,11 @@ def classification_metrics(records: Sequence[dict[str, Any]], num_classes: int) 
     }
     if num_classes >= 5:
         metrics["top5"] = multiclass_accuracy(probs, target, num_classes=num_classes, top_k=5, average="micro").item()
+    if held_out:
+        unseen = torch.isin(target, torch.tensor(list(held_out)))
+        for key, mask in (("top1_held_out", unseen), ("top1_seen", ~unseen)):
+            if mask.any():
+                metrics[key] = (preds[mask] == target[mask]).float().mean().item()
     accuracies = zip(per_class.tolist(), present.tolist(), strict=True)
     metrics["per_class_accuracy"] = [acc if seen else None for acc, seen in accuracies]
     return metrics

@@ -37,7 +37,7 @@ def test_predict_embedded_default_end_to_end(tmp_path, capsys):
     assert "top1" in capsys.readouterr().out
     # Running the same command again resumes: nothing left, same metrics.
     assert main(["predict", "--run-dir", str(tmp_path)]) == 0
-    assert "all 360 images were already scored" in capsys.readouterr().err
+    assert "all 360 items were already scored" in capsys.readouterr().err
     again = json.loads((tmp_path / "metrics.json").read_text())
     assert again["top1"] == metrics["top1"] and again["n_images"] == 360
 

@@ -101,14 +101,15 @@ class CLIPScorer(Scorer):
             self.class_embeddings = F.normalize(sums / torch.bincount(owner).unsqueeze(1), dim=-1)
 
     # ---- scoring ------------------------------------------------------------------------------------
-    def text_image_scores(self, images: Tensor, texts: Sequence[str]) -> Tensor:
-        """Cosine similarities (n_images, n_texts) of images in [-1, 1] with free texts (image-text matching).
+    def text_image_scores(self, images: Tensor, texts: Sequence[str], key: str = "") -> tuple[Tensor, int]:
+        """Cosine similarities (n_images, n_texts) of images in [-1, 1] with free texts, and the NFE (0).
 
-        Nothing is cached or ensembled: each text is one prompt (e.g. Winoground's captions). The scorer's
-        logits for a label set with one prompt per class are ``scale`` times these.
+        Image-text matching (:mod:`dcbench.matching`; ``key`` is unused: nothing is random). Nothing is
+        cached or ensembled: each text is one prompt. The scorer's logits for a label set with one
+        prompt per class are ``scale`` times these.
         """
         with torch.inference_mode():
-            return self.encode_images(images) @ self.encode_texts(texts).T
+            return self.encode_images(images) @ self.encode_texts(texts).T, 0
 
     def score(self, images: Tensor, ids: list[str]) -> list[dict[str, Any]]:
         if self.labels is None or not self.class_embeddings.numel():

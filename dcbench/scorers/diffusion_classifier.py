@@ -7,7 +7,7 @@ which is what makes a few dozen samples enough to rank classes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,21 @@ class DiffusionClassifier(Scorer):
         with torch.inference_mode():
             self.cond = self.backbone.encode_conditions(labels).to(self.device)
         self.prompt_class = torch.tensor(labels.prompt_class)
+
+    def text_image_scores(self, images: Tensor, texts: Sequence[str], key: str) -> tuple[Tensor, int]:
+        """Negated mean denoising errors (n_images, n_texts) and the NFE spent (image-text matching, Eq. 9).
+
+        Every image and every text share one set of (t, eps) samples, drawn from (seed, ``key``): the
+        image score compares errors across images, and shared noise makes those differences paired too.
+        Needs a text-conditional backbone (one with ``encode_prompts``).
+        """
+        saved = self.labels, self.cond, self.prompt_class
+        try:
+            self.prepare(LabelSet.from_classes(list(texts)))
+            records = self.score(images, [key] * len(images))
+        finally:
+            self.labels, self.cond, self.prompt_class = saved
+        return -torch.tensor([r["errors"] for r in records]), sum(r["nfe"] for r in records)
 
     # ---- the random part: from (seed, image id) only -------------------------------------------
     def _plan(self, image_id: str, x0_shape: torch.Size) -> _ImagePlan:

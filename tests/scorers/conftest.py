@@ -49,3 +49,15 @@ def planted(templates: Tensor) -> PlantedBackbone:
 @pytest.fixture
 def labels() -> LabelSet:
     return LabelSet.from_classes([f"c{i}" for i in range(6)])
+
+
+class TextPlantedBackbone(PlantedBackbone):
+    """The planted backbone with free-text conditions: the prompt "cK" stands for template K."""
+
+    def encode_conditions(self, labels: LabelSet) -> Tensor:
+        return torch.tensor([int(p.removeprefix("c")) for p in labels.prompts])
+
+
+@pytest.fixture
+def text_planted(templates: Tensor) -> TextPlantedBackbone:
+    return TextPlantedBackbone(templates)

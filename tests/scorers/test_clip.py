@@ -157,8 +157,8 @@ def test_temperature_replaces_the_learned_scale(tiny_clip, labels, images):
 
 def test_text_image_scores_are_the_cosines_behind_score(scorer, images):
     texts = ["a cat", "a dog on a sofa", "a goldfish", "a photo of a cat.", "a red car"]
-    scores = scorer.text_image_scores(images, texts)
-    assert scores.shape == (4, len(texts))
+    scores, nfe = scorer.text_image_scores(images, texts, key="pair-0")
+    assert scores.shape == (4, len(texts)) and nfe == 0
     assert float(scores.abs().max()) <= 1 + 1e-5
     # one prompt per class: score()'s logits are the learned scale times these cosines
     labels = LabelSet(tuple(texts), tuple(texts), tuple(range(len(texts))))
