@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -262,6 +262,28 @@ def tiny_info() -> SimpleNamespace:
                            vae_scaling_factor=VAE_SCALING_FACTOR, write_stable_diffusion=write_tiny_stable_diffusion,
                            write_dit=write_tiny_dit, write_unet_class=write_tiny_unet_class,
                            reference_nfe=reference_nfe)
+
+
+def tiny_baseline_config(kind: str, backbone: dict, folder: Path, **fit: object) -> dict:
+    """A ``dcbench fit-baseline`` config on a tiny backbone: ``folder`` (an image folder) is both the labelled
+    train split and the task; a few images, denoiser steps and training steps; CPU, no progress bars."""
+    dataset = {"name": "imagefolder", "root": str(folder)}
+    options = {
+        "sd-features": {"dataset": dataset, "head": {"hidden": 8}, "batch_size": 4},
+        "synthetic-data": {"images_per_class": 2, "num_inference_steps": 2, "batch_size": 4,
+                           "model": {"name": "resnet10t", "channels": [8, 8, 8, 8], "stem_width": 8}},
+    }[kind]
+    train = {"steps": 4, "batch_size": 4, "warmup_steps": 1, "checkpoint_every": 2}
+    return {"seed": 0, "task": "classification",
+            "scorer": {"name": kind, "fit": {"backbone": backbone, **options, "train": train, **fit}},
+            "data": {"dataset": dataset, "templates": ["a photo of a {}."], "batch_size": 4},
+            "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}, "logger": "none"}
+
+
+@pytest.fixture(scope="session")
+def baseline_config() -> Callable[..., dict]:
+    """:func:`tiny_baseline_config` (test modules do not import conftest)."""
+    return tiny_baseline_config
 
 
 @pytest.fixture

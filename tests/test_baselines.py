@@ -1,0 +1,129 @@
+"""``dcbench fit-baseline``: the command end to end, resuming, the run directory, the shipped configs."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from dcbench.baselines.fit import FITS, _parse, fit_baseline
+from dcbench.cli import main
+from dcbench.config import ConfigError, resolve
+from dcbench.writers import RunDirectoryError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+BASELINE_CONFIGS = sorted(CONFIG_DIR.glob("*/baselines/*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only add overhead
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def config(tiny_text_unet_dir, tiny_imagefolder, baseline_config):
+    return baseline_config("sd-features", {"name": "text-unet", "pretrained": str(tiny_text_unet_dir)},
+                           tiny_imagefolder)
+
+
+def test_fit_then_predict_from_the_command_line(config, tmp_path, capsys):
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    fit_dir, run_dir = tmp_path / "fit", tmp_path / "run"
+    assert main(["fit-baseline", "--config", str(cfg), "--run-dir", str(fit_dir), "--scorer.fit.t", "50"]) == 0
+    assert "train_accuracy" in capsys.readouterr().out
+    record = json.loads((fit_dir / "baseline.json").read_text())
+    assert record["features"]["t"] == 50 and record["config"]["scorer"]["fit"]["t"] == 50
+    assert main(["predict", "--config", str(cfg), "--run-dir", str(run_dir), "--scorer.checkpoint", str(fit_dir)]) == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_images"] == 6 and metrics["nfe_per_image"] == 1
+
+
+def test_command_line_errors_are_user_errors(config, tmp_path, capsys):
+    cfg = tmp_path / "fit.yaml"
+    config["scorer"]["fit"]["tee"] = 100
+    cfg.write_text(yaml.safe_dump(config))
+    assert main(["fit-baseline", "--config", str(cfg), "--run-dir", str(tmp_path / "fit")]) == 2
+    assert "unknown option(s) tee; it accepts: backbone, dataset" in capsys.readouterr().err
+    assert main(["fit-baseline", "--config", str(cfg), "--run-dir", str(tmp_path / "b"), "--scorer.name", "clip"]) == 2
+    assert "fit-baseline fits the scorers sd-features, synthetic-data" in capsys.readouterr().err
+
+
+class Interrupt(L.Callback):
+    """Fails the fit after the given step (a killed process, as far as the run directory can tell)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            raise RuntimeError("interrupted")
+
+
+def test_an_interrupted_fit_resumes_from_its_last_checkpoint(config, tmp_path, monkeypatch):
+    run = tmp_path / "fit"
+    config["scorer"]["fit"]["train"].update(steps=6, checkpoint_every=2)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit_baseline(config, run, callbacks=[Interrupt(3)])
+    assert not (run / "baseline.json").exists()
+    last = run / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 2  # plain data: loads safely
+
+    # the rerun takes the features from the cache and training from step 2
+    def no_extraction(*args: object) -> None:
+        raise AssertionError("features were extracted again")
+
+    monkeypatch.setattr("dcbench.scorers.sd_features.MidBlockFeatures.forward", no_extraction)
+    record = fit_baseline(config, run)
+    assert record["training"]["resumed_from_step"] == 2 and record["training"]["final_step"] == 6
+    (chunk,) = (run / "cache").glob("features-*.safetensors")  # the first run's extraction cost is kept
+    assert record["features"]["seconds"] == round(float(load_file(chunk)["seconds"]), 2)
+
+    # a finished fit is returned as it is
+    assert fit_baseline(config, run) == record
+
+
+def test_a_run_directory_holds_one_fit(config, tmp_path):
+    run = tmp_path / "fit"
+    fit_baseline(config, run)
+    other = copy.deepcopy(config)
+    other["scorer"]["fit"]["t"] = 10
+    with pytest.raises(RunDirectoryError, match="different scorer config"):
+        fit_baseline(other, run)
+    assert fit_baseline(other, run, overwrite=True)["features"]["t"] == 10
+    # where predict loads it from, and the scoring batch size, are not part of the fit
+    moved = {**other, "scorer": {**other["scorer"], "checkpoint": "elsewhere", "batch_size": 3}}
+    assert fit_baseline(moved, run)["features"]["t"] == 10
+
+
+def test_the_fit_is_determined_by_the_seed(config, tmp_path):
+    first = fit_baseline(config, tmp_path / "a")
+    assert fit_baseline(config, tmp_path / "b")["training"]["train_accuracy"] == first["training"]["train_accuracy"]
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+@pytest.mark.parametrize("path", BASELINE_CONFIGS, ids=lambda p: p.relative_to(CONFIG_DIR).as_posix())
+def test_shipped_baseline_configs_parse(path):
+    config = resolve(path)
+    kind = config["scorer"]["name"]
+    options_cls, _ = FITS[kind]
+    fit = _parse(options_cls, config["scorer"]["fit"], kind)
+    assert fit.train.steps >= 1
+    assert config["scorer"]["checkpoint"]
+
+
+def test_the_fit_section_of_a_config_is_checked():
+    with pytest.raises(ConfigError, match=r"scorer\.fit of synthetic-data\.train got unknown option"):
+        _parse(FITS["synthetic-data"][0], {"backbone": "x", "train": {"stepz": 1}}, "scorer.fit of synthetic-data")
+    with pytest.raises(ConfigError, match="no-such-net"):
+        _parse(FITS["synthetic-data"][0], {"backbone": "x", "model": {"name": "no-such-net"}}, "fit")
