@@ -127,3 +127,32 @@ def test_the_fit_section_of_a_config_is_checked():
         _parse(FITS["synthetic-data"][0], {"backbone": "x", "train": {"stepz": 1}}, "scorer.fit of synthetic-data")
     with pytest.raises(ConfigError, match="no-such-net"):
         _parse(FITS["synthetic-data"][0], {"backbone": "x", "model": {"name": "no-such-net"}}, "fit")
+
+
+REAL_MODEL_CONFIGS = sorted(CONFIG_DIR.glob("zero_shot/baselines/*.yaml"))
+
+
+@pytest.mark.parametrize("path", REAL_MODEL_CONFIGS, ids=lambda p: p.name)
+def test_real_model_config_fits_and_predicts_on_a_tiny_model(path, tiny_sd_dir, tiny_imagefolder, tmp_path):
+    """The Stable Diffusion 2 configs, with the tiny SD, the tiny image folder, CPU and a few images and steps."""
+    from dcbench.cli import run_predict
+
+    config = resolve(path)
+    fit = config["scorer"]["fit"]
+    assert fit["backbone"]["name"] == "stable-diffusion"
+    fit["backbone"]["pretrained"] = str(tiny_sd_dir)  # its dtype kept
+    folder = {"name": "imagefolder", "root": str(tiny_imagefolder)}
+    if "dataset" in fit:
+        fit.update(dataset=folder, head={**fit["head"], "hidden": 8})
+    else:
+        fit.update(images_per_class=1, num_inference_steps=2, model={"name": "resnet10t", "channels": [8] * 4,
+                                                                       "stem_width": 8})
+    fit["train"].update(steps=2, batch_size=2, checkpoint_every=1)
+    config["data"].update(dataset=folder, num_workers=0, limit=2)
+    config["trainer"] = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
+    config["logger"] = "none"
+    record = fit_baseline(config, tmp_path / "fit")
+    assert record["training"]["final_step"] == 2
+    config["scorer"]["checkpoint"] = str(tmp_path / "fit")
+    metrics = run_predict(config, tmp_path / "run")
+    assert metrics["n_images"] == 2

@@ -282,8 +282,7 @@ def prepare_synthetic(backbone: Backbone, labels: LabelSet, fit: SyntheticFit, r
                   "guidance_scale": fit.guidance_scale, "nfe": n * fit.num_inference_steps * calls,
                   "seconds": round(seconds, 2)}
     record = {"image_size": size, "image_channels": backbone.image_channels, "model": model, "generation": generation}
-    inputs = data["inputs"].float() / 127.5 - 1
-    return Prepared(inputs, data["targets"], record, lambda: image_classifier(model, n_classes))
+    return Prepared(data["inputs"], data["targets"], record, lambda: image_classifier(model, n_classes))
 
 
 FITS: dict[str, tuple[type, Callable[..., Prepared]]] = {

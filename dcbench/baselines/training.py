@@ -1,13 +1,15 @@
 """Training a baseline's classifier: one LightningModule and one resumable ``Trainer.fit`` for both baselines.
 
-The inputs are tensors prepared once (features, or generated images); a fraction is held out for
-validation. Lightning checkpoints go to ``DIR/checkpoints`` (``last.ckpt``, every ``checkpoint_every``
-steps); a rerun resumes from there, loading with ``weights_only=True`` (plain tensors and numbers only).
+The inputs are tensors prepared once (features, or generated images kept as uint8 pixels until they
+reach the device); a fraction is held out for validation. Lightning checkpoints go to
+``DIR/checkpoints`` (``last.ckpt``, every ``checkpoint_every`` steps); a rerun resumes from there,
+loading with ``weights_only=True`` (plain tensors and numbers only).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,11 +19,11 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from dcbench.training.optim import warmup_cosine
 
-__all__ = ["CHECKPOINT_DIR", "ClassifierTraining", "TrainOptions", "accuracy", "train_classifier"]
+__all__ = ["CHECKPOINT_DIR", "ClassifierTraining", "TrainOptions", "accuracy", "model_input", "train_classifier"]
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
@@ -46,6 +48,11 @@ class TrainOptions:
             raise ValueError("train: steps, batch_size and checkpoint_every must be >= 1 and 0 <= val_fraction < 1")
 
 
+def model_input(inputs: Tensor) -> Tensor:
+    """uint8 inputs are images (stored compactly, 4x smaller than float): -> [-1, 1]; others pass unchanged."""
+    return inputs.float() / 127.5 - 1 if inputs.dtype == torch.uint8 else inputs
+
+
 class ClassifierTraining(L.LightningModule):
     """Cross-entropy training of ``model`` (inputs -> logits) with AdamW and a warm-up cosine schedule."""
 
@@ -55,7 +62,7 @@ class ClassifierTraining(L.LightningModule):
 
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         inputs, targets = batch
-        logits = self.model(inputs)
+        logits = self.model(model_input(inputs))
         loss = F.cross_entropy(logits, targets, label_smoothing=self.options.label_smoothing if stage == "train" else 0)
         self.log(f"{stage}/loss", loss, prog_bar=stage == "train")
         self.log(f"{stage}/acc", (logits.argmax(1) == targets).float().mean(), prog_bar=True)
@@ -73,17 +80,17 @@ class ClassifierTraining(L.LightningModule):
 
 
 @torch.inference_mode()
-def accuracy(model: nn.Module, inputs: Tensor, targets: Tensor, batch_size: int = 512) -> float | None:
-    """Top-1 accuracy of ``model`` (in eval mode, on its device) on the given examples; None if there are none."""
-    if not len(targets):
+def accuracy(model: nn.Module, examples: Dataset, batch_size: int = 512) -> float | None:
+    """Top-1 accuracy of ``model`` (in eval mode, on its device) on (input, target) examples; None if none."""
+    if not len(examples):
         return None
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    hits = sum(int((model(inputs[s : s + batch_size].to(device)).argmax(1).cpu() == targets[s : s + batch_size]).sum())
-               for s in range(0, len(targets), batch_size))
+    hits = sum(int((model(model_input(inputs.to(device))).argmax(1).cpu() == targets).sum())
+               for inputs, targets in DataLoader(examples, batch_size=batch_size))
     model.train(was_training)
-    return round(hits / len(targets), 4)
+    return round(hits / len(examples), 4)
 
 
 def _split(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -108,11 +115,11 @@ def train_classifier(model: nn.Module, inputs: Tensor, targets: Tensor, options:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     train_idx, val_idx = _split(len(targets), options.val_fraction, seed)
-    train = TensorDataset(inputs[train_idx], targets[train_idx])
+    examples = TensorDataset(inputs, targets)
+    train, val = Subset(examples, train_idx.tolist()), Subset(examples, val_idx.tolist())
     loader = DataLoader(train, batch_size=options.batch_size, shuffle=True, drop_last=len(train) > options.batch_size,
                         generator=torch.Generator().manual_seed(seed))
-    val_loader = (DataLoader(TensorDataset(inputs[val_idx], targets[val_idx]), batch_size=options.batch_size)
-                  if len(val_idx) else None)
+    val_loader = DataLoader(val, batch_size=options.batch_size) if len(val) else None
     checkpoints = run_dir / CHECKPOINT_DIR
     saver = ModelCheckpoint(dirpath=checkpoints, save_top_k=0, save_last=True,
                             every_n_train_steps=options.checkpoint_every, enable_version_counter=False)
@@ -127,9 +134,10 @@ def train_classifier(model: nn.Module, inputs: Tensor, targets: Tensor, options:
     resume = last if last.is_file() else None
     resumed_from = _resume_step(resume) if resume else 0
     start = time.perf_counter()
-    trainer.fit(ClassifierTraining(model, options), loader, val_loader, ckpt_path=resume, weights_only=True)
+    with warnings.catch_warnings():  # val_fraction 0 is a choice, not a mistake
+        warnings.filterwarnings("ignore", message=r"You defined a `validation_step` but have no `val_dataloader`")
+        trainer.fit(ClassifierTraining(model, options), loader, val_loader, ckpt_path=resume, weights_only=True)
     wall = time.perf_counter() - start
     return {**asdict(options), "seed": seed, "resumed_from_step": resumed_from,
             "final_step": trainer.global_step, "wall_seconds": round(wall, 1), "threads": torch.get_num_threads(),
-            "train_accuracy": accuracy(model, *train.tensors),
-            "val_accuracy": accuracy(model, inputs[val_idx], targets[val_idx])}
+            "train_accuracy": accuracy(model, train), "val_accuracy": accuracy(model, val)}
