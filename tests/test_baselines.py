@@ -156,3 +156,15 @@ def test_real_model_config_fits_and_predicts_on_a_tiny_model(path, tiny_sd_dir, 
     config["scorer"]["checkpoint"] = str(tmp_path / "fit")
     metrics = run_predict(config, tmp_path / "run")
     assert metrics["n_images"] == 2
+
+
+def test_a_backbone_without_a_null_condition_cannot_guide(tiny_unet_class_dir, tiny_imagefolder, baseline_config,
+                                                         tmp_path):
+    config = baseline_config("synthetic-data", {"name": "unet-class", "pretrained": str(tiny_unet_class_dir)},
+                             tiny_imagefolder, guidance_scale=3.0)
+    with pytest.raises(ConfigError, match="class-conditional: it cannot take free text"):
+        fit_baseline(config, tmp_path / "fit")
+    # without guidance a class-conditional model generates from its class ids
+    config["scorer"]["fit"]["guidance_scale"] = 1.0
+    record = fit_baseline(config, tmp_path / "fit", overwrite=True)
+    assert record["generation"]["nfe"] == 3 * 2 * 2  # 3 classes x 2 images x 2 steps, one call each

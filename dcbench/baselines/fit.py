@@ -323,7 +323,10 @@ def fit_baseline(config: Mapping[str, Any], run_dir: str | Path, *, logger: Any 
     trainer_options = dict(config.get("trainer") or {})
     progress = bool(trainer_options.get("enable_progress_bar", True))
     backbone = BACKBONES.build(fit.backbone).to(_device(trainer_options))
-    prepared = prepare(backbone, labels, fit, run, seed, progress)
+    try:
+        prepared = prepare(backbone, labels, fit, run, seed, progress)
+    except NotImplementedError as err:  # e.g. no null condition for guidance or features
+        raise ConfigError(f"{kind} cannot be fitted with this backbone: {err}") from err
     del backbone  # the classifier trains on the prepared tensors alone
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
