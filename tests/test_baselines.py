@@ -56,6 +56,10 @@ def test_command_line_errors_are_user_errors(config, tmp_path, capsys):
     assert "unknown option(s) tee; it accepts: backbone, dataset" in capsys.readouterr().err
     assert main(["fit-baseline", "--config", str(cfg), "--run-dir", str(tmp_path / "b"), "--scorer.name", "clip"]) == 2
     assert "fit-baseline fits the scorers sd-features, synthetic-data" in capsys.readouterr().err
+    del config["scorer"]["fit"]["tee"]
+    cfg.write_text(yaml.safe_dump(config))
+    assert main(["fit-baseline", "--config", str(cfg), "--run-dir", str(tmp_path / "c"), "--trainer.foo", "1"]) == 2
+    assert "bad trainer option" in capsys.readouterr().err
 
 
 class Interrupt(L.Callback):

@@ -304,8 +304,8 @@ def fit_baseline(config: Mapping[str, Any], run_dir: str | Path, *, logger: Any 
 
     ``logger`` is a Lightning logger (or False) for the training metrics; ``callbacks`` go to the Trainer.
     """
-    scorer = config["scorer"]
-    kind = scorer.get("name") if isinstance(scorer, Mapping) else scorer
+    scorer = config["scorer"] if isinstance(config["scorer"], Mapping) else {"name": config["scorer"]}
+    kind = scorer.get("name")
     if kind not in FITS:
         raise ConfigError(f"fit-baseline fits the scorers {', '.join(FITS)}; this config's scorer is {kind!r}")
     options_cls, prepare = FITS[kind]
@@ -333,13 +333,8 @@ def fit_baseline(config: Mapping[str, Any], run_dir: str | Path, *, logger: Any 
 
     L.seed_everything(seed, verbose=False)  # here, so that the initial weights do not depend on the cache
     model = prepared.build()
-    try:
-        training = train_classifier(model, prepared.inputs, prepared.targets, fit.train, run, seed=seed,
-                                    trainer_options=trainer_options, logger=logger, callbacks=callbacks)
-    except TypeError as err:
-        if "Trainer" not in str(err):
-            raise
-        raise ConfigError(f"bad trainer option: {err}") from err
+    training = train_classifier(model, prepared.inputs, prepared.targets, fit.train, run, seed=seed,
+                                trainer_options=trainer_options, logger=logger, callbacks=callbacks)
     record = {"kind": kind, "classes": list(labels.classes), "backbone": fit.backbone, **prepared.record,
               "training": training, "versions": _versions(), "config": dict(config)}
     save_baseline(run, model, record)

@@ -129,7 +129,12 @@ def train_classifier(model: nn.Module, inputs: Tensor, targets: Tensor, options:
                     enable_model_summary=False, log_every_n_steps=min(50, interval))
     if val_loader is not None:  # validate every `interval` steps, across epoch boundaries
         settings.update(val_check_interval=interval, check_val_every_n_epoch=None)
-    trainer = L.Trainer(**settings)
+    try:
+        trainer = L.Trainer(**settings)
+    except TypeError as err:
+        from dcbench.config import ConfigError
+
+        raise ConfigError(f"bad trainer option: {err}. The trainer section takes lightning.Trainer arguments") from err
     last = checkpoints / LAST
     resume = last if last.is_file() else None
     resumed_from = _resume_step(resume) if resume else 0
