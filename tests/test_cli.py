@@ -49,12 +49,14 @@ def test_killed_run_resumes_to_identical_records(tmp_path):
                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     file = tmp_path / "killed" / "records.jsonl"
     deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if file.is_file() and len(file.read_text().splitlines()) >= 5:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait()
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if file.is_file() and len(file.read_text().splitlines()) >= 5:
+                break
+            time.sleep(0.02)
+    finally:  # never leave the run behind, whatever happens here
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     partial = len(file.read_text().splitlines())
     assert 5 <= partial < 120, f"the run was not killed midway ({partial} records)"
     assert dcbench(*args, "--run-dir", str(tmp_path / "killed")).returncode == 0
