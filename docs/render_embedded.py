@@ -21,13 +21,23 @@ def render() -> str:
     lines = [BEGIN]
     for record_file in sorted((ROOT / "dcbench" / "weights").glob("*/dcbench.json")):
         record = json.loads(record_file.read_text())
-        training, evaluation = record["training"], record.get("evaluation", {})
         lines += [f"### `embedded:{record_file.parent.name}`", "", "| | |", "|---|---|"]
-        lines += [f"| training: {k} | `{v}` |" for k, v in training.items()]
-        lines += [f"| evaluation: {k} | `{v}` |" for k, v in evaluation.items()]
+        for section in ("training", "evaluation"):
+            lines += _rows(section, record.get(section, {}))
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
+
+
+def _rows(section: str, entries: dict) -> list[str]:
+    """One table row per entry; a model of several parts (the shapes world: clip, unet) gets a row per part."""
+    rows = []
+    for key, value in entries.items():
+        if isinstance(value, dict):
+            rows += [f"| {section} ({key}): {k} | `{v}` |" for k, v in value.items()]
+        else:
+            rows.append(f"| {section}: {key} | `{value}` |")
+    return rows
 
 
 def main() -> int:
