@@ -38,6 +38,9 @@ class Backbone(nn.Module, ABC):
     #: pixel resolution the model expects (None: any), and 1 (grey) or 3 (RGB) channels
     image_size: int | None = None
     image_channels: int = 3
+    #: real images' x0 lies in [-x0_range, x0_range]: 1 for pixel models (images in [-1, 1]), None for
+    #: unbounded latents; samplers clip their x0 estimates to it
+    x0_range: float | None = 1.0
 
     @abstractmethod
     def encode_images(self, images: Tensor) -> Tensor:

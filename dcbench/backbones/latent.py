@@ -43,6 +43,7 @@ class LatentBackbone(Backbone):
     """A backbone that diffuses in a VAE's latent space; subclasses add the denoiser and conditions."""
 
     image_channels = 3
+    x0_range = None  # latents are not bounded
 
     def __init__(self, vae: VAEEncoder, process: VPProcess, latent_size: int) -> None:
         super().__init__()

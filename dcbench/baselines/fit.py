@@ -86,6 +86,8 @@ class SyntheticFit:
     images_per_class: int = 100
     num_inference_steps: int = 25
     guidance_scale: float = 3.0
+    #: DDIM's eta (0: deterministic DDIM; 1: DDPM-like, fresh noise at every step)
+    eta: float = 0.0
     #: images per sampling call
     batch_size: int = 32
     #: pixels per side of the classifier's input (default: the backbone's image size)
@@ -243,12 +245,12 @@ def prepare_synthetic(backbone: Backbone, labels: LabelSet, fit: SyntheticFit, r
     """``images_per_class`` generated images per class (cached as uint8), and the timm classifier to train.
 
     Image k is of class k mod C (so a partial cache covers every class), its prompt cycles through the
-    class's prompts, and its starting noise comes from (seed, class, index) alone.
+    class's prompts, and its noise comes from (seed, class, index) alone.
     """
     from torchvision.utils import save_image
 
-    from dcbench.diffusion.sampling import generate, x0_shape
-    from dcbench.scorers.base import Scorer
+    from dcbench.diffusion.sampling import generate
+    from dcbench.scorers.base import image_seed
     from dcbench.scorers.synthetic_data import image_classifier
 
     size = fit.image_size or backbone.image_size
@@ -259,15 +261,13 @@ def prepare_synthetic(backbone: Backbone, labels: LabelSet, fit: SyntheticFit, r
     with torch.inference_mode():
         conds = backbone.encode_conditions(labels)
         uncond = backbone.null_condition() if fit.guidance_scale != 1 else None
-    shape = x0_shape(backbone)
 
     def compute(start: int, stop: int) -> dict[str, Tensor]:
         plan = [(k % n_classes, k // n_classes) for k in range(start, stop)]
-        noise = torch.stack([torch.randn(shape, generator=Scorer.generator(seed, f"synthetic-{c}-{j}"))
-                             for c, j in plan])
+        seeds = [image_seed(seed, f"synthetic-{c}-{j}") for c, j in plan]
         cond = conds[torch.tensor([prompts[c][j % len(prompts[c])] for c, j in plan], device=conds.device)]
-        images = generate(backbone, cond, uncond, noise=noise, num_inference_steps=fit.num_inference_steps,
-                          guidance_scale=fit.guidance_scale, batch_size=fit.batch_size)
+        images = generate(backbone, cond, uncond, seeds=seeds, num_inference_steps=fit.num_inference_steps,
+                          guidance_scale=fit.guidance_scale, eta=fit.eta, batch_size=fit.batch_size)
         if images.shape[-1] != size:
             images = F.interpolate(images, size=(size, size), mode="bicubic", antialias=True)
         return {"inputs": _to_uint8(images), "targets": torch.tensor([c for c, _ in plan])}
@@ -278,7 +278,8 @@ def prepare_synthetic(backbone: Backbone, labels: LabelSet, fit: SyntheticFit, r
     calls = 1 if uncond is None else 2
     model = {**fit.model, "in_chans": backbone.image_channels}
     generation = {"images_per_class": fit.images_per_class, "n_images": n, "prompts": list(labels.prompts),
-                  "sampler": "DDIM, eta 0, trailing timesteps", "num_inference_steps": fit.num_inference_steps,
+                  "sampler": f"DDIM, eta {fit.eta}, trailing timesteps, x0 clipped to the backbone's x0_range",
+                  "num_inference_steps": fit.num_inference_steps,
                   "guidance_scale": fit.guidance_scale, "nfe": n * fit.num_inference_steps * calls,
                   "seconds": round(seconds, 2)}
     record = {"image_size": size, "image_channels": backbone.image_channels, "model": model, "generation": generation}

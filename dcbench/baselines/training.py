@@ -19,7 +19,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset, TensorDataset
 
 from dcbench.training.optim import warmup_cosine
 
@@ -80,7 +80,7 @@ class ClassifierTraining(L.LightningModule):
 
 
 @torch.inference_mode()
-def accuracy(model: nn.Module, examples: Dataset, batch_size: int = 512) -> float | None:
+def accuracy(model: nn.Module, examples: Subset, batch_size: int = 512) -> float | None:
     """Top-1 accuracy of ``model`` (in eval mode, on its device) on (input, target) examples; None if none."""
     if not len(examples):
         return None
@@ -88,9 +88,16 @@ def accuracy(model: nn.Module, examples: Dataset, batch_size: int = 512) -> floa
     model.eval()
     device = next(model.parameters()).device
     hits = sum(int((model(model_input(inputs.to(device))).argmax(1).cpu() == targets).sum())
-               for inputs, targets in DataLoader(examples, batch_size=batch_size))
+               for inputs, targets in _batches(examples, batch_size))
     model.train(was_training)
     return round(hits / len(examples), 4)
+
+
+def _batches(examples: Subset, batch_size: int, shuffle: torch.Generator | None = None) -> DataLoader:
+    """Whole batches indexed at once (one gather per batch, not one per example: the tensors are in memory)."""
+    order = RandomSampler(examples, generator=shuffle) if shuffle is not None else SequentialSampler(examples)
+    drop_last = shuffle is not None and len(examples) > batch_size  # equal steps per epoch while training
+    return DataLoader(examples, sampler=BatchSampler(order, batch_size, drop_last), batch_size=None)
 
 
 def _split(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -117,9 +124,8 @@ def train_classifier(model: nn.Module, inputs: Tensor, targets: Tensor, options:
     train_idx, val_idx = _split(len(targets), options.val_fraction, seed)
     examples = TensorDataset(inputs, targets)
     train, val = Subset(examples, train_idx.tolist()), Subset(examples, val_idx.tolist())
-    loader = DataLoader(train, batch_size=options.batch_size, shuffle=True, drop_last=len(train) > options.batch_size,
-                        generator=torch.Generator().manual_seed(seed))
-    val_loader = DataLoader(val, batch_size=options.batch_size) if len(val) else None
+    loader = _batches(train, options.batch_size, shuffle=torch.Generator().manual_seed(seed))
+    val_loader = _batches(val, options.batch_size) if len(val) else None
     checkpoints = run_dir / CHECKPOINT_DIR
     saver = ModelCheckpoint(dirpath=checkpoints, save_top_k=0, save_last=True,
                             every_n_train_steps=options.checkpoint_every, enable_version_counter=False)

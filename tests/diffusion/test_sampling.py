@@ -15,7 +15,7 @@ from torch import Tensor
 from dcbench.backbones.base import Backbone
 from dcbench.data.labels import LabelSet
 from dcbench.diffusion.process import VPProcess
-from dcbench.diffusion.sampling import ddim_scheduler, generate, x0_shape
+from dcbench.diffusion.sampling import ddim_scheduler, generate
 from dcbench.registry import BACKBONES
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -57,10 +57,11 @@ def templates() -> Tensor:
     return 0.3 * torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
 
 
+@pytest.mark.parametrize("eta", [0.0, 1.0])
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
-def test_ddim_ends_at_the_point_mass_in_every_parameterisation(templates, prediction_type):
+def test_ddim_ends_at_the_point_mass_in_every_parameterisation(templates, prediction_type, eta):
     backbone = PointMass(templates, prediction_type)
-    images = generate(backbone, torch.tensor([0, 1, 0]), seed=3, num_inference_steps=4)
+    images = generate(backbone, torch.tensor([0, 1, 0]), seeds=[3, 4, 5], num_inference_steps=4, eta=eta)
     torch.testing.assert_close(images, templates[[0, 1, 0]], atol=1e-4, rtol=0)
 
 
@@ -68,24 +69,27 @@ def test_ddim_ends_at_the_point_mass_in_every_parameterisation(templates, predic
 def test_guidance_extrapolates_from_the_null_condition(templates, prediction_type):
     backbone = PointMass(templates, prediction_type)
     w = 2.0
-    images = generate(backbone, torch.tensor([0, 1]), backbone.null_condition(), seed=0, num_inference_steps=5,
-                      guidance_scale=w)
+    images = generate(backbone, torch.tensor([0, 1]), backbone.null_condition(), seeds=[0, 1],
+                      num_inference_steps=5, guidance_scale=w)
     null = templates[2]
     torch.testing.assert_close(images, (null + w * (templates[[0, 1]] - null)).clamp(-1, 1), atol=1e-4, rtol=0)
 
 
 def test_scheduler_has_the_backbones_forward_process(templates):
     backbone = PointMass(templates, "v_prediction")
-    scheduler = ddim_scheduler(backbone.process)
+    scheduler = ddim_scheduler(backbone.process, clip=1.0)
     torch.testing.assert_close(scheduler.alphas_cumprod, backbone.process.alphas_cumprod, atol=1e-6, rtol=0)
     assert scheduler.config.prediction_type == "v_prediction"
+    assert scheduler.config.clip_sample and not ddim_scheduler(backbone.process).config.clip_sample
     scheduler.set_timesteps(10)
     assert int(scheduler.timesteps[0]) == 999  # trailing spacing: sampling starts from pure noise
 
 
 def test_guidance_needs_the_null_condition(templates):
     with pytest.raises(ValueError, match="null condition"):
-        generate(PointMass(templates, "epsilon"), torch.tensor([0]), guidance_scale=3.0)
+        generate(PointMass(templates, "epsilon"), torch.tensor([0]), seeds=[0], guidance_scale=3.0)
+    with pytest.raises(ValueError, match="one seed per image"):
+        generate(PointMass(templates, "epsilon"), torch.tensor([0, 1]), seeds=[0])
 
 
 @pytest.fixture(scope="module")
@@ -93,19 +97,16 @@ def text_unet(tiny_text_unet_dir):
     return BACKBONES.build({"name": "text-unet", "pretrained": str(tiny_text_unet_dir)})
 
 
-def test_text_unet_samples_are_images_determined_by_the_seed(text_unet):
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_text_unet_samples_are_images_determined_by_their_seeds(text_unet, eta):
     cond = text_unet.encode_prompts(["a red circle", "a blue square", "a red circle"])
-    options = {"uncond": text_unet.null_condition(), "num_inference_steps": 3, "guidance_scale": 3.0}
-    images = generate(text_unet, cond, seed=0, batch_size=3, **options)
+    options = {"uncond": text_unet.null_condition(), "num_inference_steps": 3, "guidance_scale": 3.0, "eta": eta}
+    images = generate(text_unet, cond, seeds=[0, 1, 2], batch_size=3, **options)
     assert images.shape == (3, 3, 8, 8) and images.dtype == torch.float32
     assert images.min() >= -1 and images.max() <= 1
-    torch.testing.assert_close(generate(text_unet, cond, seed=0, batch_size=2, **options), images, atol=1e-5, rtol=0)
-    assert not torch.allclose(generate(text_unet, cond, seed=1, batch_size=3, **options), images)
-
-
-def test_given_noise_fixes_each_image_whatever_else_is_generated(text_unet):
-    cond = text_unet.encode_prompts(["a red circle", "a blue square"])
-    noise = torch.randn(2, *x0_shape(text_unet), generator=torch.Generator().manual_seed(0))
-    both = generate(text_unet, cond, noise=noise, num_inference_steps=2)
-    second = generate(text_unet, cond[1:], noise=noise[1:], num_inference_steps=2)
-    torch.testing.assert_close(second, both[1:], atol=1e-5, rtol=0)
+    # the same seeds in other batches, and an image generated alone: the same images (up to float rounding,
+    # which batched convolutions do differently and the random tiny model amplifies: 4e-5 measured)
+    torch.testing.assert_close(generate(text_unet, cond, seeds=[0, 1, 2], batch_size=2, **options), images,
+                               atol=1e-3, rtol=0)
+    torch.testing.assert_close(generate(text_unet, cond[1:2], seeds=[1], **options), images[1:2], atol=1e-3, rtol=0)
+    assert not torch.allclose(generate(text_unet, cond, seeds=[3, 4, 5], batch_size=3, **options), images)
