@@ -13,18 +13,22 @@ from dcbench.data.labels import LabelSet, load_templates
 from dcbench.data.transforms import model_input_transform
 from dcbench.registry import DATASETS
 
-__all__ = ["ClassificationDataModule"]
+__all__ = ["ClassificationDataModule", "Remaining", "ScoringDataModule"]
 
 
-class _Items(Dataset):
-    """The images still to score, as ``{"image", "label", "id"}`` dicts."""
+class Remaining(Dataset):
+    """The items of ``dataset`` still to score (``indices``), each transformed for the scorer."""
 
-    def __init__(self, dataset: ImageDataset, indices: list[int], size: int | None, channels: int) -> None:
+    def __init__(self, dataset: Any, indices: list[int], size: int | None, channels: int) -> None:
         self.dataset, self.indices = dataset, indices
         self.transform = model_input_transform(size, channels)
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class _Items(Remaining):
+    """The images still to score, as ``{"image", "label", "id"}`` dicts."""
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         index = self.indices[i]
@@ -32,7 +36,45 @@ class _Items(Dataset):
         return {"image": self.transform(image), "label": label, "id": self.dataset.image_id(index)}
 
 
-class ClassificationDataModule(L.LightningDataModule):
+class ScoringDataModule(L.LightningDataModule):
+    """What every task's datamodule shares: a registered dataset, stable item ids, ``limit`` and resume.
+
+    Subclasses say how to check the built dataset (``prepare``), what an item's id is (``item_id``) and
+    how to load the remaining items (``predict_dataloader``).
+    """
+
+    def __init__(self, dataset: str | Mapping[str, Any], batch_size: int = 32, num_workers: int = 0,
+                 image_size: int | None = None, image_channels: int = 3, limit: int | None = None,
+                 skip_ids: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.dataset_spec, self.batch_size, self.num_workers = dataset, batch_size, num_workers
+        self.image_size, self.image_channels, self.limit = image_size, image_channels, limit
+        self.skip_ids = set(skip_ids)
+        self.dataset: Any = None
+        self.all_ids: list[str] = []  # every item of the run, in dataset order (set in setup)
+        self.indices: list[int] = []  # those still to score
+
+    def prepare(self, dataset: Any) -> None:
+        """Check the built dataset and derive what the task needs from it (before ids are read)."""
+
+    def item_id(self, index: int) -> str:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is not None:
+            return
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # Every process must split the same list of remaining items: take rank 0's view.
+            self.skip_ids = self.trainer.strategy.broadcast(self.skip_ids, src=0)
+        dataset = DATASETS.build(self.dataset_spec)
+        self.prepare(dataset)
+        self.dataset = dataset
+        n = len(dataset) if self.limit is None else min(self.limit, len(dataset))
+        self.all_ids = [self.item_id(i) for i in range(n)]
+        self.indices = [i for i, item_id in enumerate(self.all_ids) if item_id not in self.skip_ids]
+
+
+class ClassificationDataModule(ScoringDataModule):
     """A dataset from the registry, prepared for a scorer.
 
     Args:
@@ -49,29 +91,17 @@ class ClassificationDataModule(L.LightningDataModule):
                  templates: str | Sequence[str] | None = None, batch_size: int = 32, num_workers: int = 0,
                  image_size: int | None = None, image_channels: int = 3, limit: int | None = None,
                  skip_ids: Iterable[str] = ()) -> None:
-        super().__init__()
+        super().__init__(dataset, batch_size, num_workers, image_size, image_channels, limit, skip_ids)
         if prompts is not None and templates is not None:
             raise ValueError("give either data.prompts (a CSV) or data.templates, not both")
-        self.dataset_spec, self.prompts, self.templates = dataset, prompts, templates
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.image_size, self.image_channels, self.limit = image_size, image_channels, limit
-        self.skip_ids = set(skip_ids)
-        self.dataset: ImageDataset | None = None
+        self.prompts, self.templates = prompts, templates
         self.labels: LabelSet | None = None
-        self.all_ids: list[str] = []  # every image of the run, in dataset order (set in setup)
-        self.indices: list[int] = []  # those still to score
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.dataset is not None:
-            return
-        if self.trainer is not None and self.trainer.world_size > 1:
-            # Every process must split the same list of remaining images: take rank 0's view.
-            self.skip_ids = self.trainer.strategy.broadcast(self.skip_ids, src=0)
-        self.dataset = DATASETS.build(self.dataset_spec)
-        self.labels = self._label_set(self.dataset.classes)
-        n = len(self.dataset) if self.limit is None else min(self.limit, len(self.dataset))
-        self.all_ids = [self.dataset.image_id(i) for i in range(n)]
-        self.indices = [i for i, image_id in enumerate(self.all_ids) if image_id not in self.skip_ids]
+    def prepare(self, dataset: ImageDataset) -> None:
+        self.labels = self._label_set(dataset.classes)
+
+    def item_id(self, index: int) -> str:
+        return self.dataset.image_id(index)
 
     def _label_set(self, classes: Sequence[str]) -> LabelSet:
         if self.prompts is not None:

@@ -12,13 +12,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import lightning as L
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from dcbench.data.transforms import model_input_transform
-from dcbench.registry import DATASETS
+from dcbench.data.datamodule import Remaining, ScoringDataModule
 
 __all__ = ["ImagePair", "MatchingDataModule", "PairDataset"]
 
@@ -50,15 +48,8 @@ class PairDataset(Dataset, ABC):
         return self.load(index)
 
 
-class _Pairs(Dataset):
+class _Pairs(Remaining):
     """The pairs still to score, as dicts of tensors and strings."""
-
-    def __init__(self, dataset: PairDataset, indices: list[int], size: int | None, channels: int) -> None:
-        self.dataset, self.indices = dataset, indices
-        self.transform = model_input_transform(size, channels)
-
-    def __len__(self) -> int:
-        return len(self.indices)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         index = self.indices[i]
@@ -72,33 +63,21 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
             "tag": [it["tag"] for it in items], "id": [it["id"] for it in items]}
 
 
-class MatchingDataModule(L.LightningDataModule):
+class MatchingDataModule(ScoringDataModule):
     """A registered pair dataset prepared for a scorer (same options and resume as the classification one)."""
 
     def __init__(self, dataset: str | Mapping[str, Any], batch_size: int = 8, num_workers: int = 0,
                  image_size: int | None = None, image_channels: int = 3, limit: int | None = None,
                  skip_ids: Iterable[str] = ()) -> None:
-        super().__init__()
-        self.dataset_spec, self.batch_size, self.num_workers = dataset, batch_size, num_workers
-        self.image_size, self.image_channels, self.limit = image_size, image_channels, limit
-        self.skip_ids = set(skip_ids)
-        self.dataset: PairDataset | None = None
-        self.all_ids: list[str] = []
-        self.indices: list[int] = []
+        super().__init__(dataset, batch_size, num_workers, image_size, image_channels, limit, skip_ids)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.dataset is not None:
-            return
-        if self.trainer is not None and self.trainer.world_size > 1:
-            self.skip_ids = self.trainer.strategy.broadcast(self.skip_ids, src=0)
-        dataset = DATASETS.build(self.dataset_spec)
+    def prepare(self, dataset: Any) -> None:
         if not isinstance(dataset, PairDataset):
             raise TypeError(f"dataset {self.dataset_spec!r} is a {type(dataset).__name__}, not image-text pairs; "
                             "a matching task needs a pair dataset such as shapes-world-pairs or winoground")
-        self.dataset = dataset
-        n = len(dataset) if self.limit is None else min(self.limit, len(dataset))
-        self.all_ids = [dataset.pair_id(i) for i in range(n)]
-        self.indices = [i for i, pair_id in enumerate(self.all_ids) if pair_id not in self.skip_ids]
+
+    def item_id(self, index: int) -> str:
+        return self.dataset.pair_id(index)
 
     def predict_dataloader(self) -> DataLoader:
         items = _Pairs(self.dataset, self.indices, self.image_size, self.image_channels)
