@@ -186,6 +186,15 @@ def _cmd_predict(args: argparse.Namespace, overrides: Sequence[str]) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from dcbench.calibration import calibrate_run
+
+    result = calibrate_run(args.run_dir)
+    print(f"dcbench: on {result['n_images']} images, temperature {result['temperature']:.4g} "
+          f"(NLL {result['nll']:.4f}, ECE {result['ece']:.4f}): set scorer.temperature to it")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from dcbench.registry import ALL
 
@@ -267,6 +276,11 @@ def _parser() -> argparse.ArgumentParser:
                                    "--trainer.accelerator cpu --tasks.zero-shot.data.batch_size 10.")
     add_arguments(p)
 
+    p = sub.add_parser("calibrate", help="fit the Diffusion Classifier's temperature on a finished run (NLL)",
+                       description="Temperature changes probabilities (ECE), never predictions. Calibrate on a "
+                                   "run over a train or validation split, then set scorer.temperature.")
+    p.add_argument("--run-dir", required=True, help="a finished `dcbench predict` classification run")
+
     p = sub.add_parser("fit-baseline", help="fit the sd-features or synthetic-data baseline (Lightning Trainer.fit)",
                        description="Any other --section.key VALUE overrides the config, e.g. "
                                    "--scorer.fit.train.steps 500. Rerunning with the same run directory resumes.")
@@ -292,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from dcbench.report import cmd_report
 
             return cmd_report(args, rest)
+        if args.command == "calibrate":
+            return _cmd_calibrate(args)
         if args.command == "fit-baseline":
             from dcbench.baselines.fit import cmd_fit_baseline
 

@@ -1,0 +1,42 @@
+import json
+
+import pytest
+import torch
+
+from dcbench.calibration import calibrate_run, fit_temperature
+from dcbench.cli import main
+from dcbench.writers import RunDirectoryError
+
+
+def test_fit_temperature_recovers_the_generating_temperature():
+    # Labels drawn from softmax(scores / 0.05): the NLL-optimal temperature is close to 0.05.
+    g = torch.Generator().manual_seed(0)
+    scores = -torch.rand(4000, 6, generator=g, dtype=torch.float64) * 0.3
+    labels = torch.multinomial(torch.softmax(scores / 0.05, dim=1), 1, generator=g).squeeze(1)
+    assert fit_temperature(scores, labels) == pytest.approx(0.05, rel=0.1)
+
+
+def _write(run_dir, records):
+    run_dir.mkdir()
+    with (run_dir / "records.jsonl").open("w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+
+
+def test_calibrate_command_reads_the_errors_of_a_run(tmp_path, capsys):
+    g = torch.Generator().manual_seed(1)
+    errors = torch.rand(300, 4, generator=g, dtype=torch.float64) * 0.2
+    labels = torch.multinomial(torch.softmax(-errors / 0.02, dim=1), 1, generator=g).squeeze(1)
+    _write(tmp_path / "run", [{"label": int(y), "errors": e.tolist()} for y, e in zip(labels, errors, strict=True)])
+    result = calibrate_run(tmp_path / "run")
+    assert result["n_images"] == 300 and 0.01 < result["temperature"] < 0.04
+    assert main(["calibrate", "--run-dir", str(tmp_path / "run")]) == 0
+    assert "temperature" in capsys.readouterr().out
+
+
+def test_calibrate_names_the_problem(tmp_path, capsys):
+    with pytest.raises(RunDirectoryError, match="not found"):
+        calibrate_run(tmp_path)
+    _write(tmp_path / "clip", [{"label": 0, "logits": [1.0, 2.0]}])
+    assert main(["calibrate", "--run-dir", str(tmp_path / "clip")]) == 2
+    assert "no per-class 'errors'" in capsys.readouterr().err
