@@ -17,52 +17,57 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.classification import multiclass_calibration_error
 
+from dcbench.diffusion.posterior import stagewise_probs
 from dcbench.metrics import ECE_BINS
 from dcbench.writers import RunDirectoryError
 
-__all__ = ["calibrate_run", "fit_temperature", "record_scores"]
+__all__ = ["calibrate_run", "fit_temperature", "record_stage_errors"]
 
 
-def record_scores(records: Sequence[dict[str, Any]]) -> tuple[Tensor, Tensor]:
-    """(scores, labels) of Diffusion Classifier records: scores are minus the per-class errors."""
+def record_stage_errors(records: Sequence[dict[str, Any]]) -> tuple[Tensor, Tensor]:
+    """(stage_errors (n, n_stages, n_classes), labels) of Diffusion Classifier records, padded with inf."""
     if not records:
         raise RunDirectoryError("no records to calibrate on: the run scored no image yet")
-    if "errors" not in records[0] or "label" not in records[0]:
-        raise RunDirectoryError("the records carry no per-class 'errors': calibrate runs a Diffusion Classifier "
-                         "classification run (task: classification)")
-    scores = -torch.tensor([r["errors"] for r in records], dtype=torch.float64)
-    return scores, torch.tensor([r["label"] for r in records])
+    if "stage_errors" not in records[0] or "label" not in records[0]:
+        raise RunDirectoryError("the records carry no 'stage_errors': calibrate reads a Diffusion Classifier "
+                                "classification run (task: classification) made by this version of dcbench")
+    n_stages = max(len(r["stage_errors"]) for r in records)
+    n_classes = len(records[0]["stage_errors"][0])
+    errors = torch.full((len(records), n_stages, n_classes), float("inf"), dtype=torch.float64)
+    for i, r in enumerate(records):
+        rows = torch.tensor([[float("inf") if e is None else e for e in row] for row in r["stage_errors"]],
+                            dtype=torch.float64)
+        errors[i, : len(rows)] = rows
+    return errors, torch.tensor([r["label"] for r in records])
 
 
-def _nll(scores: Tensor, labels: Tensor, tau: float) -> float:
-    return torch.nn.functional.cross_entropy(scores / tau, labels).item()
+def _nll(stage_errors: Tensor, labels: Tensor, tau: float) -> float:
+    probs = stagewise_probs(stage_errors, tau)
+    return -probs.gather(1, labels[:, None]).clamp_min(1e-300).log().mean().item()
 
 
-def fit_temperature(scores: Tensor, labels: Tensor, low: float = 1e-6, high: float = 1e6) -> float:
-    """The tau in [low, high] minimising the mean NLL of softmax(scores / tau) (golden-section on log tau).
-
-    The NLL is unimodal in 1 / tau for fixed scores (it is convex in the inverse temperature), so a
-    one-dimensional search is exact up to its tolerance.
-    """
+def fit_temperature(stage_errors: Tensor, labels: Tensor, low: float = 1e-6, high: float = 1e6) -> float:
+    """The tau in [low, high] minimising the mean NLL of the classifier's probabilities (golden-section
+    search on log tau; without pruning the NLL is convex in 1 / tau, so the search finds the minimum)."""
     a, b = math.log(low), math.log(high)
     ratio = (math.sqrt(5) - 1) / 2
     c, d = b - ratio * (b - a), a + ratio * (b - a)
-    fc, fd = _nll(scores, labels, math.exp(c)), _nll(scores, labels, math.exp(d))
+    fc, fd = _nll(stage_errors, labels, math.exp(c)), _nll(stage_errors, labels, math.exp(d))
     while b - a > 1e-4:
         if fc < fd:
             b, d, fd = d, c, fc
             c = b - ratio * (b - a)
-            fc = _nll(scores, labels, math.exp(c))
+            fc = _nll(stage_errors, labels, math.exp(c))
         else:
             a, c, fc = c, d, fd
             d = a + ratio * (b - a)
-            fd = _nll(scores, labels, math.exp(d))
+            fd = _nll(stage_errors, labels, math.exp(d))
     return math.exp((a + b) / 2)
 
 
-def _ece(scores: Tensor, labels: Tensor, tau: float) -> float:
-    probs = torch.softmax(scores / tau, dim=1).float()
-    return multiclass_calibration_error(probs, labels, num_classes=scores.shape[1], n_bins=ECE_BINS).item()
+def _ece(stage_errors: Tensor, labels: Tensor, tau: float) -> float:
+    probs = stagewise_probs(stage_errors, tau).float()
+    return multiclass_calibration_error(probs, labels, num_classes=probs.shape[1], n_bins=ECE_BINS).item()
 
 
 def calibrate_run(run_dir: str | Path) -> dict[str, float]:
@@ -72,7 +77,7 @@ def calibrate_run(run_dir: str | Path) -> dict[str, float]:
         raise RunDirectoryError(f"{path} not found: run `dcbench predict --run-dir {run_dir}` first")
     with path.open() as f:
         records = [json.loads(line) for line in f if line.strip()]
-    scores, labels = record_scores(records)
-    tau = fit_temperature(scores, labels)
-    return {"n_images": len(records), "temperature": tau, "nll": _nll(scores, labels, tau),
-            "ece": _ece(scores, labels, tau)}
+    stage_errors, labels = record_stage_errors(records)
+    tau = fit_temperature(stage_errors, labels)
+    return {"n_images": len(records), "temperature": tau, "nll": _nll(stage_errors, labels, tau),
+            "ece": _ece(stage_errors, labels, tau)}

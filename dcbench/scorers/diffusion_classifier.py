@@ -19,6 +19,7 @@ from dcbench.backbones.base import Backbone
 from dcbench.checkpoints import load_tensors
 from dcbench.data.labels import LabelSet
 from dcbench.diffusion.losses import LOSSES, denoising_error
+from dcbench.diffusion.posterior import stagewise_probs
 from dcbench.diffusion.pruning import PruningSchedule
 from dcbench.diffusion.samplers import TimestepSampler
 from dcbench.registry import BACKBONES, PRUNING, SAMPLERS, SCORERS
@@ -58,7 +59,9 @@ class DiffusionClassifier(Scorer):
         loss: ``l2``, ``l1`` or ``huber`` between the true and the predicted noise.
         n_trials: noises per timestep.
         temperature: tau in p(c|x) = softmax(-error / tau) (Eq. 6 has tau = 1, which gives nearly
-            uniform probabilities because errors differ by little; set it per model for calibration).
+            uniform probabilities because errors differ by little; fit it per model with ``dcbench
+            calibrate``). With pruning, the softmax is taken stage by stage over shared samples
+            (``dcbench.diffusion.posterior``).
         batch_size: denoiser evaluations per forward pass (across candidates and images).
         seed: with the image id, fixes every timestep and noise of that image.
         noise_path: a saved noise tensor used for every image instead (the reference ``--noise_path``).
@@ -176,6 +179,20 @@ class DiffusionClassifier(Scorer):
         errors[u_img[q_u], q_c, u_col[q_u]] = out
         nfe += torch.bincount(u_img[q_u], minlength=nfe.numel())
 
+    def _stage_errors(self, errors: Tensor, pruned_at: Tensor) -> Tensor:
+        """(n_stages, n_classes): per race stage, each present class's best prompt error over the samples
+        shared by every prompt still present (``inf`` for classes gone); see ``stagewise_probs``."""
+        exits = sorted(set(pruned_at[pruned_at >= 0].tolist()))
+        rows = []
+        for stage in [*exits, None]:
+            present = (pruned_at == -1) if stage is None else (pruned_at == -1) | (pruned_at >= stage)
+            members = present.nonzero().squeeze(1)
+            shared = ~errors[members].isnan().any(0)
+            prompt_error = errors[members][:, shared].mean(1)
+            rows.append(torch.full((self.labels.num_classes,), float("inf")).scatter_reduce(
+                0, self.prompt_class[members], prompt_error, reduce="amin"))
+        return torch.stack(rows)
+
     def _record(self, errors: Tensor, alive: Tensor, pruned_at: Tensor, nfe: int) -> dict[str, Any]:
         """Per-class results: a class's error is its best prompt's mean error over its samples."""
         prompt_error = errors.nanmean(dim=1)
@@ -183,7 +200,8 @@ class DiffusionClassifier(Scorer):
         class_error = torch.full((n_classes,), float("inf")).scatter_reduce(
             0, self.prompt_class, prompt_error, reduce="amin")
         winner = alive[prompt_error[alive].argmin()]
-        probs = torch.softmax(-class_error / self.temperature, dim=0)
+        stage_errors = self._stage_errors(errors, pruned_at)
+        probs = stagewise_probs(stage_errors, self.temperature).float()
         # A class left the race when its last prompt did; None if one of its prompts is still alive.
         survived = torch.zeros(n_classes, dtype=torch.bool)
         survived[self.prompt_class[alive]] = True
@@ -195,6 +213,8 @@ class DiffusionClassifier(Scorer):
             "errors": class_error.tolist(),
             "pruned_at": [None if survived[k] else int(class_stage[k]) for k in range(n_classes)],
             "nfe": nfe,
+            # what probs are computed from (dcbench.diffusion.posterior); `dcbench calibrate` refits tau on it
+            "stage_errors": [[e if e != float("inf") else None for e in row] for row in stage_errors.tolist()],
         }
         if len(self.labels.prompts) != n_classes:
             record["prompt"] = int(winner)
