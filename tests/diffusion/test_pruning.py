@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dcbench.diffusion.pruning import NoPruning, StagedPruning
+from dcbench.diffusion.pruning import NoPruning, SequentialTest, StagedPruning, stratified_order
 from dcbench.diffusion.samplers import EvenSampler, FixedSampler, even_timesteps
 
 
@@ -60,3 +60,37 @@ def test_no_pruning_single_stage_keeps_all():
 def test_staged_validation(n, k):
     with pytest.raises(ValueError):
         StagedPruning(n, k)
+
+
+def test_stratified_order_is_a_permutation_with_spread_prefixes():
+    for n in (1, 3, 10, 64):
+        assert sorted(stratified_order(n)) == list(range(n))
+    order = stratified_order(64)
+    for k in (4, 8, 16):  # every prefix of 2^j positions has one position in each of its 2^j strata
+        assert sorted(p * k // 64 for p in order[:k]) == list(range(k))
+
+
+def test_sequential_rounds_cover_the_pool_once():
+    schedule = SequentialTest(round_size=3, max_samples=20, min_samples=5)
+    stages = schedule.stages(20)
+    assert len(stages[0]) == 5 and all(len(s) == 3 for s in stages[1:-1])
+    assert sorted(p for s in stages for p in s) == list(range(20))
+
+
+def test_sequential_keep_drops_only_the_significantly_worse():
+    g = torch.Generator().manual_seed(0)
+    shared = torch.rand(1, 30, generator=g)  # what every candidate's error shares (the timestep's difficulty)
+    jitter = 0.01 * torch.randn(4, 30, generator=g)
+    errors = shared + jitter + torch.tensor([[0.0], [0.001], [0.05], [0.2]])
+    for test in SequentialTest.TESTS:
+        assert SequentialTest(alpha=0.01, test=test).keep(0, errors).tolist() == [0, 1]
+    assert SequentialTest(alpha=0.01).keep(0, errors[:, :1]).tolist() == [0, 1, 2, 3]  # one sample: no test
+
+
+def test_sequential_rejects_bad_settings():
+    with pytest.raises(ValueError, match="alpha"):
+        SequentialTest(alpha=0)
+    with pytest.raises(ValueError, match="round_size"):
+        SequentialTest(round_size=0)
+    with pytest.raises(ValueError, match="unknown test"):
+        SequentialTest(test="z")

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from dcbench.data.labels import LabelSet
-from dcbench.diffusion.pruning import NoPruning, StagedPruning
+from dcbench.diffusion.pruning import NoPruning, SequentialTest, StagedPruning
 from dcbench.diffusion.samplers import EvenSampler, UniformSampler
 from dcbench.scorers.diffusion_classifier import DiffusionClassifier
 
@@ -19,7 +19,8 @@ def images_for(templates, classes, noise=0.0):
     return templates[classes] + noise * torch.randn(templates[classes].shape, generator=g)
 
 
-@pytest.mark.parametrize("pruning", [NoPruning(8), StagedPruning([2, 8], [3, 1]), StagedPruning([4, 8, 16], [4, 2, 1])])
+@pytest.mark.parametrize("pruning", [NoPruning(8), StagedPruning([2, 8], [3, 1]), StagedPruning([4, 8, 16], [4, 2, 1]),
+                                     SequentialTest(alpha=0.05, round_size=2, max_samples=16)])
 def test_planted_answer_is_predicted(planted, templates, labels, pruning):
     scorer = make(planted, labels, pruning)
     classes = [3, 0, 5, 1]
@@ -29,6 +30,19 @@ def test_planted_answer_is_predicted(planted, templates, labels, pruning):
         assert r["errors"][k] == pytest.approx(0.0, abs=1e-8)
         assert r["pruned_at"][k] is None
         assert max(r["probs"]) == r["probs"][k]
+
+
+@pytest.mark.parametrize("test", ["t", "wilcoxon"])
+def test_sequential_test_never_prunes_the_true_class(planted, templates, labels, test):
+    # Noisy images: the planted class is best in expectation but not at every sample, so tests run.
+    classes = [k % 6 for k in range(24)]
+    scorer = make(planted, labels, SequentialTest(alpha=0.01, round_size=2, max_samples=32, test=test))
+    records = scorer.score(images_for(templates, classes, noise=0.3), [f"img{i}" for i in range(24)])
+    for k, r in zip(classes, records, strict=True):
+        assert r["pruned_at"][k] is None
+        assert r["prediction"] == k
+    if test == "wilcoxon":  # ...and it does prune (the planted model's errors defeat the t-test: see its docs)
+        assert sum(r["nfe"] for r in records) < 24 * 6 * 32 / 2
 
 
 def test_same_noise_and_timesteps_for_every_candidate(planted, templates, labels):
