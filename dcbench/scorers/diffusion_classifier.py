@@ -7,6 +7,7 @@ which is what makes a few dozen samples enough to rank classes.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,12 @@ from dcbench.diffusion.samplers import TimestepSampler
 from dcbench.registry import BACKBONES, PRUNING, SAMPLERS, SCORERS
 from dcbench.scorers.base import Scorer
 
-__all__ = ["DiffusionClassifier", "load_noise"]
+__all__ = ["PRECISIONS", "DiffusionClassifier", "load_noise"]
+
+#: ``precision`` -> autocast dtype of the denoiser's forward pass (None: float32, no autocast)
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: what an allocator raises when a batch does not fit (torch.OutOfMemoryError from torch 2.5 on)
+OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def load_noise(path: str | Path) -> Tensor:
@@ -65,12 +71,16 @@ class DiffusionClassifier(Scorer):
         batch_size: denoiser evaluations per forward pass (across candidates and images).
         seed: with the image id, fixes every timestep and noise of that image.
         noise_path: a saved noise tensor used for every image instead (the reference ``--noise_path``).
+        precision: ``fp32``, or ``bf16``/``fp16`` autocast for the denoiser (noising stays float32).
+        compile: run the denoiser through ``torch.compile``.
     """
 
     def __init__(self, backbone: Backbone, sampler: TimestepSampler, pruning: PruningSchedule, loss: str = "l2",
                  n_trials: int = 1, temperature: float = 1.0, batch_size: int = 256, seed: int = 0,
-                 noise_path: str | None = None) -> None:
+                 noise_path: str | None = None, precision: str = "fp32", compile: bool = False) -> None:
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         if n_trials < 1 or batch_size < 1 or temperature <= 0:
@@ -79,6 +89,8 @@ class DiffusionClassifier(Scorer):
         self.sampler, self.pruning = sampler, pruning
         self.loss, self.n_trials, self.temperature = loss, n_trials, float(temperature)
         self.batch_size, self.seed = batch_size, seed
+        self.precision, self.compile = precision, compile
+        self._compiled: torch.nn.Module | None = None
         self.shared_noise = load_noise(noise_path) if noise_path else None
         self.image_size, self.image_channels = backbone.image_size, backbone.image_channels
         self.register_buffer("cond", torch.empty(0), persistent=False)
@@ -122,6 +134,7 @@ class DiffusionClassifier(Scorer):
         return _ImagePlan(timesteps, noise)
 
     # ---- the loop ---------------------------------------------------------------------------------
+    @torch.inference_mode()
     def score(self, images: Tensor, ids: list[str]) -> list[dict[str, Any]]:
         x0 = self.backbone.encode_images(images).float()  # each image encoded once
         plans = [self._plan(i, x0.shape[1:]) for i in ids]
@@ -171,13 +184,38 @@ class DiffusionClassifier(Scorer):
         with torch.autocast(device.type, enabled=False):
             u_xt = process.add_noise(x0[u_img.to(device)], u_eps, u_t)
         out = torch.empty(len(q_u))
-        for s in range(0, len(q_u), self.batch_size):
-            u, c = q_u[s : s + self.batch_size].to(device), q_c[s : s + self.batch_size].to(device)
+        s = 0
+        while s < len(q_u):
+            n = self.batch_size
+            u, c = q_u[s : s + n].to(device), q_c[s : s + n].to(device)
             x_t, t = u_xt[u], u_t[u]
-            pred = process.to_epsilon(self.backbone(x_t, t, self.cond[c]), x_t, t)
+            try:
+                pred = process.to_epsilon(self._denoise(x_t, t, self.cond[c]).float(), x_t, t)
+            except OUT_OF_MEMORY:
+                self._back_off(device)
+                continue
             out[s : s + len(u)] = denoising_error(pred, u_eps[u], self.loss).cpu()
+            s += len(u)
         errors[u_img[q_u], q_c, u_col[q_u]] = out
         nfe += torch.bincount(u_img[q_u], minlength=nfe.numel())
+
+    def _denoise(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """The denoiser, under autocast when ``precision`` asks for it (the noising stays float32)."""
+        if self._compiled is None:
+            # Not a submodule (nn.Module.__setattr__ would register it and double the state dict).
+            object.__setattr__(self, "_compiled", torch.compile(self.backbone) if self.compile else self.backbone)
+        dtype = PRECISIONS[self.precision]
+        with torch.autocast(x_t.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            return self._compiled(x_t, t, cond)
+
+    def _back_off(self, device: torch.device) -> None:
+        """Out of memory: halve the batch and retry (results do not depend on the batch size)."""
+        if self.batch_size == 1:
+            raise torch.cuda.OutOfMemoryError("out of memory with batch_size 1: use a smaller model or precision")
+        self.batch_size //= 2
+        warnings.warn(f"out of memory: diffusion-classifier batch_size lowered to {self.batch_size}", stacklevel=3)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _stage_errors(self, errors: Tensor, pruned_at: Tensor) -> Tensor:
         """(n_stages, n_classes): per race stage, each present class's best prompt error over the samples
@@ -227,8 +265,9 @@ def diffusion_classifier(backbone: str | Mapping[str, Any] = "unet-class",
                          sampler: str | Mapping[str, Any] = "even",
                          pruning: str | Mapping[str, Any] = "none", loss: str = "l2", n_trials: int = 1,
                          temperature: float = 1.0, batch_size: int = 256, seed: int = 0,
-                         noise_path: str | None = None) -> DiffusionClassifier:
+                         noise_path: str | None = None, precision: str = "fp32",
+                         compile: bool = False) -> DiffusionClassifier:
     """Diffusion Classifier over any registered backbone, sampler and pruning schedule."""
     return DiffusionClassifier(BACKBONES.build(backbone), SAMPLERS.build(sampler), PRUNING.build(pruning),
                                loss=loss, n_trials=n_trials, temperature=temperature, batch_size=batch_size,
-                               seed=seed, noise_path=noise_path)
+                               seed=seed, noise_path=noise_path, precision=precision, compile=compile)

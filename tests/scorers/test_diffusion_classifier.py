@@ -65,16 +65,18 @@ def test_staged_records_nfe_and_pruning_stage(planted, templates, labels):
     assert r["pruned_at"].count(None) == 1 and r["pruned_at"][r["prediction"]] is None
 
 
-def test_results_depend_on_seed_and_id_only(planted, templates, labels):
+@pytest.mark.parametrize("schedule", [lambda: StagedPruning([2, 8], [3, 1]),
+                                      lambda: SequentialTest(alpha=0.2, round_size=2, max_samples=12, test="wilcoxon")])
+def test_results_depend_on_seed_and_id_only(planted, templates, labels, schedule):
     imgs = images_for(templates, [0, 1, 2, 3, 4, 5], noise=0.5)
     ids = [f"id{i}" for i in range(6)]
-    together = make(planted, labels, StagedPruning([2, 8], [3, 1]), batch_size=500).score(imgs, ids)
-    small_batches = make(planted, labels, StagedPruning([2, 8], [3, 1]), batch_size=7)
+    together = make(planted, labels, schedule(), batch_size=500).score(imgs, ids)
+    small_batches = make(planted, labels, schedule(), batch_size=7)
     alone = [small_batches.score(imgs[i : i + 1], [ids[i]])[0] for i in reversed(range(6))][::-1]
     for a, b in zip(together, alone, strict=True):
         assert a["prediction"] == b["prediction"] and a["pruned_at"] == b["pruned_at"]
         assert a["errors"] == pytest.approx(b["errors"], rel=1e-6)
-    other_seed = make(planted, labels, StagedPruning([2, 8], [3, 1]), seed=1).score(imgs, ids)
+    other_seed = make(planted, labels, schedule(), seed=1).score(imgs, ids)
     assert [r["errors"] for r in other_seed] != [r["errors"] for r in together]
 
 
@@ -191,3 +193,50 @@ def test_noise_file_in_safetensors(tmp_path):
     save_file({"other": noise}, tmp_path / "bad.safetensors")
     with pytest.raises(TypeError, match="not a tensor of noise"):
         load_noise(tmp_path / "bad.safetensors")
+
+
+def test_out_of_memory_halves_the_batch_and_changes_nothing(planted, templates, labels):
+    imgs, ids = images_for(templates, [1, 4], noise=0.3), ["a", "b"]
+    expected = make(planted, labels, batch_size=64).score(imgs, ids)
+    forward = planted.forward
+
+    def small_device(x_t, t, cond):  # a fake allocator: batches above 10 do not fit
+        if len(x_t) > 10:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(x_t, t, cond)
+
+    planted.forward = small_device
+    scorer = make(planted, labels, batch_size=64)
+    with pytest.warns(UserWarning, match="batch_size lowered to 8"):
+        records = scorer.score(imgs, ids)
+    assert scorer.batch_size == 8
+    for a, b in zip(records, expected, strict=True):
+        assert a["prediction"] == b["prediction"] and a["errors"] == pytest.approx(b["errors"], rel=1e-6)
+    planted.forward = lambda *args: (_ for _ in ()).throw(torch.OutOfMemoryError("no memory at all"))
+    with pytest.raises(torch.OutOfMemoryError, match="batch_size 1"), pytest.warns(UserWarning):
+        make(planted, labels, batch_size=4).score(imgs, ids)
+
+
+def test_autocast_runs_the_denoiser_in_low_precision_and_noises_in_float32(planted, templates, labels):
+    seen = []
+    forward = planted.forward
+
+    def spy(x_t, t, cond):
+        seen.append((x_t.dtype, torch.is_autocast_enabled("cpu")))
+        return forward(x_t, t, cond)
+
+    planted.forward = spy
+    records = make(planted, labels, precision="bf16").score(images_for(templates, [2]), ["x"])
+    assert records[0]["prediction"] == 2
+    assert seen and all(dtype == torch.float32 and autocast for dtype, autocast in seen)
+    with pytest.raises(ValueError, match="precision"):
+        make(planted, labels, precision="fp8")
+
+
+def test_compile_wraps_the_backbone_once(planted, templates, labels, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda module: compiled.append(module) or module)
+    scorer = make(planted, labels, compile=True)
+    scorer.score(images_for(templates, [0, 3]), ["a", "b"])
+    assert compiled == [planted]
+    assert not any(k.startswith("_compiled") for k in scorer.state_dict())
