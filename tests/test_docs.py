@@ -23,3 +23,8 @@ def test_ci_runs_the_readme_test_command():
 def test_embedded_docs_are_generated_from_the_shipped_records():
     result = subprocess.run([sys.executable, str(ROOT / "docs" / "render_embedded.py"), "--check"])
     assert result.returncode == 0, "docs/embedded.md is stale: run `python docs/render_embedded.py`"
+
+
+def test_readme_results_are_generated_from_the_published_report():
+    result = subprocess.run([sys.executable, str(ROOT / "docs" / "render_results.py"), "--check"])
+    assert result.returncode == 0, "README.md is stale: run `python docs/render_results.py`"
