@@ -1,10 +1,10 @@
 import pytest
 import torch
-import torch.nn.functional as F
 
 from dcbench.data.labels import LabelSet
 from dcbench.diffusion.pruning import NoPruning, SequentialTest, StagedPruning
 from dcbench.diffusion.samplers import EvenSampler, UniformSampler
+from dcbench.reference import reference_eval_prob_adaptive
 from dcbench.scorers.diffusion_classifier import DiffusionClassifier
 
 
@@ -117,53 +117,12 @@ def test_noise_file_reproduces_and_is_checked(planted, templates, labels, tmp_pa
         too_small.score(images_for(templates, [0]), ["a"])
 
 
-def _reference_eval_prob_adaptive(unet, latent, text_embeds, alphas_cumprod, n_samples, to_keep, all_noise,
-                                  n_trials=1, batch_size=32, loss="l2"):
-    """The official eval_prob_adaptive, transcribed (GPU bits and fp16 removed) to check numbers against."""
-    T = len(alphas_cumprod)
-    max_n_samples = max(n_samples)
-    data = {}
-    t_evaluated = set()
-    remaining_prmpt_idxs = list(range(len(text_embeds)))
-    start = T // max_n_samples // 2
-    t_to_eval = list(range(start, T, T // max_n_samples))[:max_n_samples]
-    for n_s, n_to_keep in zip(n_samples, to_keep, strict=True):
-        ts, noise_idxs, text_embed_idxs = [], [], []
-        curr_t_to_eval = t_to_eval[len(t_to_eval) // n_s // 2 :: len(t_to_eval) // n_s][:n_s]
-        curr_t_to_eval = [t for t in curr_t_to_eval if t not in t_evaluated]
-        for prompt_i in remaining_prmpt_idxs:
-            for t_idx, t in enumerate(curr_t_to_eval, start=len(t_evaluated)):
-                ts.extend([t] * n_trials)
-                noise_idxs.extend(list(range(n_trials * t_idx, n_trials * (t_idx + 1))))
-                text_embed_idxs.extend([prompt_i] * n_trials)
-        t_evaluated.update(curr_t_to_eval)
-        pred_errors = torch.zeros(len(ts))
-        idx = 0
-        for _ in range(len(ts) // batch_size + int(len(ts) % batch_size != 0)):
-            batch_ts = torch.tensor(ts[idx : idx + batch_size])
-            noise = all_noise[noise_idxs[idx : idx + batch_size]]
-            a = alphas_cumprod[batch_ts]
-            noised = latent * (a**0.5).view(-1, 1, 1, 1) + noise * ((1 - a) ** 0.5).view(-1, 1, 1, 1)
-            pred = unet(noised, batch_ts, text_embeds[text_embed_idxs[idx : idx + batch_size]])
-            fn = {"l2": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}[loss]
-            pred_errors[idx : idx + len(batch_ts)] = fn(noise, pred, reduction="none").mean(dim=(1, 2, 3))
-            idx += len(batch_ts)
-        for prompt_i in remaining_prmpt_idxs:
-            mask = torch.tensor(text_embed_idxs) == prompt_i
-            errs = pred_errors[mask]
-            data[prompt_i] = torch.cat([data[prompt_i], errs]) if prompt_i in data else errs
-        errors = [-data[prompt_i].mean() for prompt_i in remaining_prmpt_idxs]
-        best_idxs = torch.topk(torch.tensor(errors), k=n_to_keep, dim=0).indices.tolist()
-        remaining_prmpt_idxs = [remaining_prmpt_idxs[i] for i in best_idxs]
-    return remaining_prmpt_idxs[0], data
-
-
 @pytest.mark.parametrize(("n_samples", "to_keep", "n_trials"), [([4, 20], [3, 1], 1), ([2, 5, 10], [4, 2, 1], 2)])
 def test_matches_reference_number_for_number(planted, templates, labels, tmp_path, n_samples, to_keep, n_trials):
     noise = torch.randn(64, 1, 4, 4, generator=torch.Generator().manual_seed(42))
     torch.save(noise, tmp_path / "noise.pt")
     image = images_for(templates, [2], noise=0.6)
-    ref_pred, ref_data = _reference_eval_prob_adaptive(
+    ref_pred, ref_data = reference_eval_prob_adaptive(
         planted, image, torch.arange(6), planted.process.alphas_cumprod, n_samples, to_keep, noise, n_trials)
     scorer = make(planted, labels, StagedPruning(n_samples, to_keep), n_trials=n_trials,
                   noise_path=str(tmp_path / "noise.pt"))
