@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -142,22 +141,24 @@ class ShapesClassification(ImageDataset):
     """Single-object scenes labelled with one of 60 classes "<colour> <shape> <where>".
 
     ``train`` draws only classes whose colour-shape pair is not held out; ``test`` cycles through
-    all 60 classes (``n`` images, balanced). ``held_out_classes`` lists the classes never trained on.
+    all classes (``n`` images, balanced). ``held_out_classes`` lists the classes never trained on.
+    ``sizes=True``: 120 classes "<size> <colour> <shape> <where>" (the train captions name sizes too);
+    the images are those of ``sizes=False`` but for the drawn size, which the label now fixes.
     """
 
-    classes: ClassVar[list[str]] = [f"{c} {s} {w}" for c in COLOURS for s in SHAPES for w in POSITIONS.values()]
-    _parts: ClassVar[list[tuple[str, str, str]]] = list(itertools.product(COLOURS, SHAPES, POSITIONS))
-
-    def __init__(self, split: str = "test", n: int = 600, seed: int = 0) -> None:
+    def __init__(self, split: str = "test", n: int = 600, seed: int = 0, sizes: bool = False) -> None:
         if split not in ("train", "test"):
             raise ValueError(f"shapes-world has splits 'train' and 'test', not {split!r}")
-        self.split, self.n, self.seed = split, n, seed
-        allowed = [i for i, (c, s, _) in enumerate(self._parts) if split == "test" or (c, s) not in HELD_OUT]
+        self.split, self.n, self.seed, self.sizes = split, n, seed, sizes
+        combos = list(itertools.product(COLOURS, SHAPES, POSITIONS))
+        self._parts = [(z, *p) for p in combos for z in SIZES] if sizes else [(None, *p) for p in combos]
+        self.classes = [(f"{z} " if z else "") + f"{c} {s} {POSITIONS[w]}" for z, c, s, w in self._parts]
+        allowed = [i for i, (_, c, s, _) in enumerate(self._parts) if split == "test" or (c, s) not in HELD_OUT]
         self.labels = [allowed[i % len(allowed)] for i in range(n)]
 
     @property
     def held_out_classes(self) -> list[int]:
-        return [i for i, (c, s, _) in enumerate(self._parts) if (c, s) in HELD_OUT]
+        return [i for i, (_, c, s, _) in enumerate(self._parts) if (c, s) in HELD_OUT]
 
     def __len__(self) -> int:
         return self.n
@@ -165,9 +166,9 @@ class ShapesClassification(ImageDataset):
     def load(self, index: int) -> tuple[Image.Image, int]:
         rng = _rng(self.seed, self.split, index)
         label = self.labels[index]
-        colour, shape, position = self._parts[label]
-        size = "small" if rng.random() < 0.5 else "large"
-        return _single(Obj(colour, shape, size), position, rng), label
+        fixed_size, colour, shape, position = self._parts[label]
+        size = "small" if rng.random() < 0.5 else "large"  # drawn either way: the same stream of randomness
+        return _single(Obj(colour, shape, fixed_size or size), position, rng), label
 
     def image_id(self, index: int) -> str:
         return f"shapes-{self.split}-{self.seed}-{index:06d}"
@@ -270,6 +271,6 @@ def shapes_world_pairs(n: int | None = None, seed: int = 0) -> ShapesPairs:
 
 
 @DATASETS.register("shapes-world")
-def shapes_world(split: str = "test", n: int = 600, seed: int = 0) -> ShapesClassification:
-    """The generated shapes world: 60 classes (colour x shape x position), held-out combinations in test."""
-    return ShapesClassification(split, n, seed)
+def shapes_world(split: str = "test", n: int = 600, seed: int = 0, sizes: bool = False) -> ShapesClassification:
+    """The generated shapes world: 60 classes (colour x shape x position; x size: 120), held-out pairs in test."""
+    return ShapesClassification(split, n, seed, sizes)

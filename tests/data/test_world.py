@@ -35,7 +35,7 @@ def test_deterministic_by_seed():
 def test_no_test_caption_or_prompt_is_a_train_caption():
     pairs = caption_pairs()
     test_texts = {c for p in pairs for c in p.captions}
-    prompts = set(LabelSet.from_classes(ShapesClassification.classes, [CLASS_PROMPT_TEMPLATE]).prompts)
+    prompts = set(LabelSet.from_classes(ShapesClassification().classes, [CLASS_PROMPT_TEMPLATE]).prompts)
     assert not test_texts & TRAIN_CAPTIONS
     assert not prompts & TRAIN_CAPTIONS
 
@@ -77,3 +77,21 @@ def test_reserved_families_avoid_held_out_combinations():
     for colours, shapes in reserved_families():
         assert len(colours) == 2 and len(shapes) == 2 and colours <= set(COLOURS)
         assert not any((c, s) in HELD_OUT for c in colours for s in shapes)
+
+
+def test_sized_classes_fix_the_size_and_keep_the_scene():
+    plain, sized = ShapesClassification("test", n=240), ShapesClassification("test", n=240, sizes=True)
+    assert len(plain.classes) == 60 and len(sized.classes) == 120
+    assert sized.classes[:2] == ["small red circle on the left", "large red circle on the left"]
+    assert len(sized.held_out_classes) == 2 * len(plain.held_out_classes)
+    for index in range(0, 240, 7):
+        image, label = sized.load(index)
+        assert sized.classes[label].split(" ", 1)[1] in plain.classes
+        assert image.size == (32, 32)
+    # the label's size is the size drawn: small shapes cover fewer pixels than large ones
+    area = {"small": [], "large": []}
+    for index in range(120):
+        image, label = sized.load(index)
+        pixels = np.asarray(image).astype(int)
+        area[sized.classes[label].split()[0]].append((np.abs(pixels - pixels[0, 0]).sum(-1) > 60).sum())
+    assert np.mean(area["small"]) < 0.8 * np.mean(area["large"])
