@@ -276,6 +276,12 @@ def _parser() -> argparse.ArgumentParser:
                                    "--trainer.accelerator cpu --tasks.zero-shot.data.batch_size 10.")
     add_arguments(p)
 
+    from dcbench.bench import add_arguments as add_bench_arguments
+
+    p = sub.add_parser("bench", help="accuracy vs NFE, cost vs classes, wall time vs the reference loop; bench.json",
+                       description="Finished parts in the run directory are reused; delete them to remeasure.")
+    add_bench_arguments(p)
+
     p = sub.add_parser("calibrate", help="fit the Diffusion Classifier's temperature on a finished run (NLL)",
                        description="Temperature changes probabilities (ECE), never predictions. Calibrate on a "
                                    "run over a train or validation split, then set scorer.temperature.")
@@ -306,6 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from dcbench.report import cmd_report
 
             return cmd_report(args, rest)
+        if args.command == "bench":
+            from dcbench.bench import cmd_bench
+
+            return cmd_bench(args)
         if args.command == "calibrate":
             return _cmd_calibrate(args)
         if args.command == "fit-baseline":

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["classification_bars", "confusion_figure", "confusion_matrix", "matching_bars", "reliability_bins",
-           "reliability_diagram"]
+__all__ = ["accuracy_vs_nfe", "classification_bars", "confusion_figure", "confusion_matrix", "matching_bars",
+           "nfe_vs_classes", "reliability_bins", "reliability_diagram", "wall_bars"]
 
 RELIABILITY_BINS = 15  # as metrics.ECE_BINS: the diagram shows the bins the ECE is computed over
 DPI = 120
@@ -170,3 +170,69 @@ def confusion_figure(path: Path, title: str, matrix: np.ndarray, classes: Sequen
     ax.set_title(title)
     figure.colorbar(image, ax=ax, shrink=0.6, label="fraction of the true class")
     return _save(figure, path, dpi=DPI if n <= 20 else 150)  # small class names need the pixels
+
+
+# ---- dcbench bench -----------------------------------------------------------------------------------
+_GROUP_STYLE = {"exhaustive": ("o-", 0), "reference": ("s", 3), "sequential": ("^-", 2)}
+
+
+def accuracy_vs_nfe(path: Path, task: str, rows: Sequence[Mapping[str, Any]], ratio: Mapping[str, Any]) -> Path:
+    """Accuracy vs NFE per image (log x), one curve per strategy group; the reference accuracy as a line."""
+    figure = _figure(6.0, 3.8)
+    ax = figure.add_subplot()
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["group"], []).append(row)
+    for group, members in groups.items():
+        style, colour = _GROUP_STYLE.get(group, ("x", 5))
+        members = sorted(members, key=lambda r: r["nfe_per_image"])
+        ax.plot([r["nfe_per_image"] for r in members], [r["accuracy"] for r in members], style,
+                color=_colour(colour), label=group)
+        for r in members:
+            ax.annotate(r["name"], (r["nfe_per_image"], r["accuracy"]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
+    ax.axhline(ratio["reference_accuracy"] - ratio["tolerance"], color="grey", lw=0.8, ls="--",
+               label=f"{ratio['reference']} accuracy - {100 * ratio['tolerance']:.1f} pt")
+    ax.set_xscale("log")
+    ax.set_xlabel("denoiser evaluations (NFE) per image")
+    ax.set_ylabel("top-1 accuracy")
+    shown = "not reached" if ratio["nfe_ratio"] is None else f"{ratio['nfe_ratio']:.3f} ({ratio['matched_by']})"
+    ax.set_title(f"{task}: accuracy vs NFE; nfe_ratio {shown}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def nfe_vs_classes(path: Path, scaling: Mapping[str, Any]) -> Path:
+    """NFE per image vs number of candidate classes (log-log), with each strategy's fitted exponent."""
+    figure = _figure(5.5, 3.8)
+    ax = figure.add_subplot()
+    for i, (name, result) in enumerate(scaling["strategies"].items()):
+        k = [p["n_classes"] for p in result["points"]]
+        ax.plot(k, [p["nfe_per_image"] for p in result["points"]], "o-", color=_colour(i),
+                label=f"{name}: NFE ~ classes^{result['exponent']:.2f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("candidate classes")
+    ax.set_ylabel("NFE per image")
+    ax.set_title(f"{scaling['task']}: cost vs classes ({scaling['n_images']} images per point)", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def wall_bars(path: Path, walls: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Seconds per image, dcbench vs the reference loop, per task (identical schedule and predictions)."""
+    figure = _figure(max(4.0, 1.5 + 1.5 * len(walls)), 3.4)
+    ax = figure.add_subplot()
+    names = list(walls)
+    x = np.arange(len(names))
+    for offset, key, label, colour in ((-0.2, "reference_seconds_per_image", "reference loop", 3),
+                                       (0.2, "dcbench_seconds_per_image", "dcbench", 0)):
+        bars = ax.bar(x + offset, [walls[n][key] for n in names], 0.4, label=label, color=_colour(colour))
+        ax.bar_label(bars, fmt="%.3g", fontsize=7)
+    ax.set_xticks(x, [f"{n}\nratio {walls[n]['wall_ratio']:.2f}" for n in names])
+    ax.set_ylabel("seconds per image (median)")
+    ax.set_title("wall time at an identical schedule", fontsize=9)
+    ax.legend(fontsize=7)
+    return _save(figure, path)
