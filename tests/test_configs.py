@@ -28,7 +28,9 @@ pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: threads on
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 #: report configs (``dcbench report``: a mapping of scorers and one of tasks) and predict configs (the others)
 REPORT_CONFIGS = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if "scorers" in load_config(p))
-CONFIGS = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if p not in REPORT_CONFIGS)
+#: bench configs (``dcbench bench``: ``strategies`` and ``tasks``)
+BENCH_CONFIGS = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if "strategies" in load_config(p))
+CONFIGS = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if p not in REPORT_CONFIGS and p not in BENCH_CONFIGS)
 #: backbones whose configs point at large Hub models, and so get a tiny stand-in for the wiring test
 REAL_MODEL_BACKBONES = ("stable-diffusion", "dit")
 TABLE1 = ("cifar10", "stl10", "pets", "flowers102", "food101", "aircraft", "imagenet")
@@ -397,3 +399,17 @@ def test_real_report_compares_the_paper_models_on_table1_and_winoground():
     for key in CLIP_MODELS:
         shipped = resolve(CONFIG_DIR / "zero_shot" / f"clip_{key}_cifar10.yaml")["scorer"]
         assert any(spec == shipped for spec in rows.values()), f"no report row equals clip_{key}_cifar10.yaml's scorer"
+
+
+@pytest.mark.parametrize("path", BENCH_CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
+def test_bench_configs_load_and_name_known_plugins(path):
+    from dcbench.bench import load_bench_config
+    from dcbench.registry import BACKBONES, DATASETS, PRUNING
+
+    config = load_bench_config(path)
+    for strategy in config["strategies"].values():
+        assert strategy["pruning"]["name"] in PRUNING.names()
+    specs = [*config["tasks"].values(), *([config["classes"]["spec"]] if "spec" in config.get("classes", {}) else [])]
+    for spec in specs:
+        assert spec["backbone"]["name"] in BACKBONES.names()
+        assert spec["data"]["dataset"]["name"] in DATASETS.names()
