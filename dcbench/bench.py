@@ -65,8 +65,6 @@ def load_task(name: str, spec: Mapping[str, Any], n_images: int | None = None) -
 
 def subset(task: Task, n_classes: int, n_images: int, seed: int) -> Task:
     """The task restricted to ``n_classes`` candidate classes (drawn by seed) and their first images."""
-    from dcbench.data.labels import LabelSet
-
     if n_classes > task.labels.num_classes:
         raise ConfigError(f"{task.name} has {task.labels.num_classes} classes; cannot take {n_classes}")
     g = torch.Generator().manual_seed(seed)
@@ -74,17 +72,8 @@ def subset(task: Task, n_classes: int, n_images: int, seed: int) -> Task:
     remap = torch.full((task.labels.num_classes,), -1, dtype=torch.long)
     remap[chosen] = torch.arange(n_classes)
     keep = (remap[task.targets] >= 0).nonzero().squeeze(1)[:n_images]
-    classes = [task.labels.classes[i] for i in chosen.tolist()]
-    templates = _templates(task.labels)
-    return Task(f"{task.name}[{n_classes}]", task.backbone, LabelSet.from_classes(classes, templates),
+    return Task(f"{task.name}[{n_classes}]", task.backbone, task.labels.subset(chosen.tolist()),
                 task.images[keep], remap[task.targets[keep]], [task.ids[i] for i in keep.tolist()], task.dataset)
-
-
-def _templates(labels: Any) -> list[str]:
-    """The templates a label set was built with (one prompt per class and template, class-major)."""
-    first = labels.classes[0]
-    n = len(labels.prompts) // labels.num_classes
-    return [p.replace(first, "{}", 1) for p in labels.prompts[:n]]
 
 
 def _scorer(task: Task, pruning: Mapping[str, Any], seed: int, batch_size: int, sampler: Any = "even") -> Any:

@@ -46,6 +46,12 @@ class LabelSet:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def subset(self, keep: Sequence[int]) -> LabelSet:
+        """The classes ``keep`` (in that order) with all their prompts; class k of the result is ``keep[k]``."""
+        new_index = {old: new for new, old in enumerate(keep)}
+        pairs = [(p, new_index[c]) for p, c in zip(self.prompts, self.prompt_class, strict=True) if c in new_index]
+        return LabelSet(tuple(self.classes[i] for i in keep), tuple(p for p, _ in pairs), tuple(c for _, c in pairs))
+
     @classmethod
     def from_classes(cls, classes: Sequence[str], templates: Sequence[str] = ("{}",)) -> LabelSet:
         """One prompt per (class, template); ``{}`` in a template is replaced by the class name."""

@@ -51,3 +51,11 @@ def test_templates_and_empty_inputs(tmp_path):
     with pytest.raises(LabelSetError, match=r"must contain"):
         LabelSet.from_classes(["cat"], ["a photo"])
     assert load_templates(str(write(tmp_path, "a {}.\n\nthe {}.\n", "t.txt"))) == ["a {}.", "the {}."]
+
+
+def test_subset_keeps_the_chosen_classes_with_all_their_prompts():
+    labels = LabelSet.from_classes(["cat", "dog", "fox"], ["a {}.", "the {}!"])
+    small = labels.subset([2, 0])
+    assert small.classes == ("fox", "cat")
+    assert small.prompts == ("a cat.", "the cat!", "a fox.", "the fox!")
+    assert small.prompt_class == (1, 1, 0, 0)
