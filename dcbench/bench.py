@@ -44,7 +44,6 @@ class Task:
     images: Tensor
     targets: Tensor
     ids: list[str]
-    dataset: Any
 
 
 def load_task(name: str, spec: Mapping[str, Any], n_images: int | None = None) -> Task:
@@ -59,8 +58,7 @@ def load_task(name: str, spec: Mapping[str, Any], n_images: int | None = None) -
     dm.setup("predict")
     batches = list(dm.predict_dataloader())
     return Task(name, backbone, dm.labels, torch.cat([b["image"] for b in batches]),
-                torch.cat([torch.as_tensor(b["label"]) for b in batches]), [i for b in batches for i in b["id"]],
-                dm.dataset)
+                torch.cat([torch.as_tensor(b["label"]) for b in batches]), [i for b in batches for i in b["id"]])
 
 
 def subset(task: Task, n_classes: int, n_images: int, seed: int) -> Task:
@@ -73,7 +71,7 @@ def subset(task: Task, n_classes: int, n_images: int, seed: int) -> Task:
     remap[chosen] = torch.arange(n_classes)
     keep = (remap[task.targets] >= 0).nonzero().squeeze(1)[:n_images]
     return Task(f"{task.name}[{n_classes}]", task.backbone, task.labels.subset(chosen.tolist()),
-                task.images[keep], remap[task.targets[keep]], [task.ids[i] for i in keep.tolist()], task.dataset)
+                task.images[keep], remap[task.targets[keep]], [task.ids[i] for i in keep.tolist()])
 
 
 def _scorer(task: Task, pruning: Mapping[str, Any], seed: int, batch_size: int, sampler: Any = "even") -> Any:
@@ -161,7 +159,7 @@ def wall_time(task: Task, n_samples: Sequence[int], to_keep: Sequence[int], seed
             predictions = []
             for image, image_id in zip(task.images, task.ids, strict=True):
                 latent = backbone.encode_images(image[None]).float()
-                noise = scorer._plan(image_id, latent.shape[1:]).noise  # the same noise dcbench draws
+                noise = scorer.plan(image_id, latent.shape[1:]).noise  # the same noise dcbench draws
                 prompt, _ = reference_eval_prob_adaptive(eps, latent, scorer.cond, process.alphas_cumprod,
                                                          n_samples, to_keep, noise)
                 predictions.append(task.labels.prompt_class[prompt])

@@ -119,7 +119,8 @@ class DiffusionClassifier(Scorer):
         return -torch.tensor([r["errors"] for r in records]), sum(r["nfe"] for r in records)
 
     # ---- the random part: from (seed, image id) only -------------------------------------------
-    def _plan(self, image_id: str, x0_shape: torch.Size) -> _ImagePlan:
+    def plan(self, image_id: str, x0_shape: torch.Size) -> _ImagePlan:
+        """The timestep pool and noise of one image: a function of (seed, image id) only."""
         pool = self.pruning.pool_size(self.sampler)
         generator = self.generator(self.seed, image_id)
         timesteps = torch.tensor(self.sampler(pool, self.backbone.process.num_train_timesteps, generator))
@@ -137,7 +138,7 @@ class DiffusionClassifier(Scorer):
     @torch.inference_mode()
     def score(self, images: Tensor, ids: list[str]) -> list[dict[str, Any]]:
         x0 = self.backbone.encode_images(images).float()  # each image encoded once
-        plans = [self._plan(i, x0.shape[1:]) for i in ids]
+        plans = [self.plan(i, x0.shape[1:]) for i in ids]
         n_img, n_cand = len(ids), self.cond.shape[0]
         pool = plans[0].timesteps.numel()
         errors = torch.full((n_img, n_cand, pool * self.n_trials), float("nan"))
@@ -211,7 +212,7 @@ class DiffusionClassifier(Scorer):
     def _back_off(self, device: torch.device) -> None:
         """Out of memory: halve the batch and retry (results do not depend on the batch size)."""
         if self.batch_size == 1:
-            raise torch.cuda.OutOfMemoryError("out of memory with batch_size 1: use a smaller model or precision")
+            raise OUT_OF_MEMORY("out of memory with batch_size 1: use a smaller model or precision")
         self.batch_size //= 2
         warnings.warn(f"out of memory: diffusion-classifier batch_size lowered to {self.batch_size}", stacklevel=3)
         if device.type == "cuda":
