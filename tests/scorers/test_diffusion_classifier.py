@@ -199,3 +199,24 @@ def test_compile_wraps_the_backbone_once(planted, templates, labels, monkeypatch
     scorer.score(images_for(templates, [0, 3]), ["a", "b"])
     assert compiled == [planted]
     assert not any(k.startswith("_compiled") for k in scorer.state_dict())
+
+
+def test_channels_last_converts_the_backbone_and_changes_nothing_but_rounding(tiny_unet_class_dir, tiny_info):
+    from dcbench.registry import BACKBONES
+
+    backbone = BACKBONES.build({"name": "unet-class", "pretrained": str(tiny_unet_class_dir)})
+    labels = LabelSet.from_classes(list(tiny_info.classes))
+    images = torch.rand(2, backbone.image_channels, backbone.image_size, backbone.image_size) * 2 - 1
+    seen = []
+    forward = backbone.forward
+    backbone.forward = lambda x_t, t, cond: seen.append(x_t.is_contiguous(memory_format=torch.channels_last)) \
+        or forward(x_t, t, cond)
+    plain = make(backbone, labels, channels_last=False).score(images, ["a", "b"])
+    assert seen and not any(seen)
+    seen.clear()
+    fast = make(backbone, labels, channels_last=True).score(images, ["a", "b"])
+    assert seen and all(seen)
+    convs = [m.weight for m in backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    for p, f in zip(plain, fast, strict=True):
+        assert f["errors"] == pytest.approx(p["errors"], rel=1e-4, abs=1e-6)
