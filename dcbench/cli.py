@@ -244,6 +244,7 @@ def _cmd_train_embedded(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     from dcbench import __version__
+    from dcbench.registry import ALL
 
     parser = argparse.ArgumentParser(prog="dcbench", description="Diffusion models as image classifiers.")
     parser.add_argument("--version", action="version", version=f"dcbench {__version__}")
@@ -258,8 +259,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="discard records already in the run directory")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
-    p = sub.add_parser("list", help="show registered backbones, scorers, datasets, samplers, pruning schedules")
-    p.add_argument("kind", nargs="?", choices=["backbones", "scorers", "datasets", "samplers", "pruning"])
+    p = sub.add_parser("list", help="show registered backbones, scorers, datasets, samplers, pruning schedules, shifts")
+    p.add_argument("kind", nargs="?", choices=list(ALL))
 
     p = sub.add_parser("train-embedded", help="retrain a shipped embedded model from scratch (CPU)")
     p.add_argument("name", choices=["digits", "shapes-world-clip", "shapes-world-unet"],

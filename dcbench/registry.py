@@ -7,7 +7,7 @@ Built-in components register themselves with a decorator on a small factory (the
 
 Third-party packages register through Python entry points, one group per registry
 (``dcbench.backbones``, ``dcbench.scorers``, ``dcbench.datasets``, ``dcbench.samplers``,
-``dcbench.pruning``). An entry point may name a factory (it is registered under the entry point's
+``dcbench.pruning``, ``dcbench.shifts``). An entry point may name a factory (it is registered under the entry point's
 name) or a module (imported for the side effect of its ``@register`` decorators).
 """
 
@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["ALL", "BACKBONES", "DATASETS", "PRUNING", "SAMPLERS", "SCORERS", "Registry", "RegistryError"]
+__all__ = ["ALL", "BACKBONES", "DATASETS", "PRUNING", "SAMPLERS", "SCORERS", "SHIFTS", "Registry", "RegistryError"]
 
 
 class RegistryError(KeyError):
@@ -139,10 +139,12 @@ SCORERS: Registry[Any] = Registry("scorer", "dcbench.scorers", "dcbench.scorers"
 DATASETS: Registry[Any] = Registry("dataset", "dcbench.datasets", "dcbench.data")
 SAMPLERS: Registry[Any] = Registry("timestep sampler", "dcbench.samplers", "dcbench.diffusion.samplers")
 PRUNING: Registry[Any] = Registry("pruning schedule", "dcbench.pruning", "dcbench.diffusion.pruning")
+SHIFTS: Registry[Any] = Registry("distribution shift", "dcbench.shifts", "dcbench.data.shifts")
 ALL: dict[str, Registry[Any]] = {
     "backbones": BACKBONES,
     "scorers": SCORERS,
     "datasets": DATASETS,
     "samplers": SAMPLERS,
     "pruning": PRUNING,
+    "shifts": SHIFTS,
 }
