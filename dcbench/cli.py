@@ -288,11 +288,12 @@ def _parser() -> argparse.ArgumentParser:
                                    "run over a train or validation split, then set scorer.temperature.")
     p.add_argument("--run-dir", required=True, help="a finished `dcbench predict` classification run")
 
-    p = sub.add_parser("fit-baseline", help="fit the sd-features or synthetic-data baseline (Lightning Trainer.fit)",
+    p = sub.add_parser("fit-baseline", help="fit the sd-features, synthetic-data or timm baselines (Trainer.fit)",
                        description="Any other --section.key VALUE overrides the config, e.g. "
                                    "--scorer.fit.train.steps 500. Rerunning with the same run directory resumes.")
     p.add_argument("--config", required=True, help="e.g. configs/embedded/baselines/sd_features.yaml")
     p.add_argument("--run-dir", required=True, help="where the fit goes (then: --scorer.checkpoint DIR to predict)")
+    p.add_argument("--only", help="a family config (scorer.fit.family): fit only these comma-separated members")
     p.add_argument("--overwrite", action="store_true", help="discard the cache and checkpoints in the run directory")
     return parser
 

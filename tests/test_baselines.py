@@ -12,7 +12,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from dcbench.baselines.fit import FITS, _parse, fit_baseline
+from dcbench.baselines.fit import FITS, _parse, family_members, fit_baseline
 from dcbench.cli import main
 from dcbench.config import ConfigError, resolve
 from dcbench.writers import RunDirectoryError
@@ -121,8 +121,9 @@ def test_shipped_baseline_configs_parse(path):
     config = resolve(path)
     kind = config["scorer"]["name"]
     options_cls, _ = FITS[kind]
-    fit = _parse(options_cls, config["scorer"]["fit"], kind)
-    assert fit.train.steps >= 1
+    for member in family_members(config).values() or [config]:
+        fit = _parse(options_cls, member["scorer"]["fit"], kind)
+        assert fit.train.steps >= 1
     assert config["scorer"]["checkpoint"]
 
 
@@ -172,3 +173,49 @@ def test_a_backbone_without_a_null_condition_cannot_guide(tiny_unet_class_dir, t
     config["scorer"]["fit"]["guidance_scale"] = 1.0
     record = fit_baseline(config, tmp_path / "fit", overwrite=True)
     assert record["generation"]["nfe"] == 3 * 2 * 2  # 3 classes x 2 images x 2 steps, one call each
+
+
+def timm_family_config(folder: Path) -> dict:
+    tiny = {"name": "resnet10t", "channels": [8] * 4, "stem_width": 8}
+    return {"seed": 0, "task": "classification",
+            "scorer": {"name": "timm", "checkpoint": "unused", "batch_size": 4,
+                       "fit": {"dataset": {"name": "imagefolder", "root": str(folder)}, "image_size": 8,
+                               "model": tiny, "train": {"steps": 2, "batch_size": 2, "checkpoint_every": 1},
+                               "family": {"short": {}, "longer": {"train": {"steps": 3}}}}},
+            "data": {"dataset": {"name": "imagefolder", "root": str(folder)}, "batch_size": 4},
+            "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}, "logger": "none"}
+
+
+def test_a_timm_family_fits_every_member_then_each_predicts(tiny_imagefolder, tmp_path, capsys, monkeypatch):
+    cfg, fit_dir = tmp_path / "family.yaml", tmp_path / "fit"
+    cfg.write_text(yaml.safe_dump(timm_family_config(tiny_imagefolder), sort_keys=False))
+    assert main(["fit-baseline", "--config", str(cfg), "--run-dir", str(fit_dir)]) == 0
+    assert "fitted 2 family members" in capsys.readouterr().out
+    family = json.loads((fit_dir / "family.json").read_text())["members"]
+    assert {k: v["steps"] for k, v in family.items()} == {"short": 2, "longer": 3}
+    record = json.loads((fit_dir / "longer" / "baseline.json").read_text())
+    assert record["kind"] == "timm" and record["image_size"] == 8 and record["parameters"] > 0
+    assert record["data"]["n_images"] == 6 and record["training"]["final_step"] == 3
+
+    # a rerun reuses the finished members; --only picks some
+    monkeypatch.setattr("dcbench.baselines.fit.train_classifier", lambda *a, **k: pytest.fail("trained again"))
+    assert main(["fit-baseline", "--config", str(cfg), "--run-dir", str(fit_dir), "--only", "short"]) == 0
+    assert main(["fit-baseline", "--config", str(cfg), "--run-dir", str(fit_dir), "--only", "nope"]) == 2
+    assert "no family member(s) nope; the family has short, longer" in capsys.readouterr().err
+
+    run = tmp_path / "run"
+    assert main(["predict", "--config", str(cfg), "--run-dir", str(run), "--scorer.checkpoint",
+                 str(fit_dir / "longer")]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n_images"] == 6 and metrics["nfe_per_image"] == 0
+
+
+def test_a_timm_fit_checks_its_train_split_and_options(tiny_imagefolder, tmp_path):
+    config = timm_family_config(tiny_imagefolder)
+    del config["scorer"]["fit"]["family"]
+    with pytest.raises(ConfigError, match="image_channels must be 1 or 3"):
+        fit_baseline({**config, "scorer": {**config["scorer"], "fit": {**config["scorer"]["fit"],
+                                                                        "image_channels": 2}}}, tmp_path / "a")
+    digits = {**config["scorer"]["fit"], "dataset": {"name": "digits", "split": "train"}}
+    with pytest.raises(Exception, match="they must be the same, in the same order"):
+        fit_baseline({**config, "scorer": {**config["scorer"], "fit": digits}}, tmp_path / "b")

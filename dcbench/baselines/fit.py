@@ -1,7 +1,9 @@
 """``dcbench fit-baseline``: prepare a baseline's training data from a diffusion backbone, train, save.
 
-The config is a predict config whose scorer is ``sd-features`` or ``synthetic-data``; ``scorer.fit`` says
-how to fit (:class:`FeatureFit`, :class:`SyntheticFit`; ``fit.backbone`` is the diffusion model),
+The config is a predict config whose scorer is ``sd-features``, ``synthetic-data`` or ``timm``; ``scorer.fit``
+says how to fit (:class:`FeatureFit`, :class:`SyntheticFit` with ``fit.backbone`` the diffusion model;
+:class:`SupervisedFit`, a timm classifier on a labelled train split; ``fit.family`` fits several, see
+:func:`fit_family`),
 ``data`` gives the task's classes and prompts, ``trainer`` the Lightning settings, ``seed`` every random
 choice. ``scorer.checkpoint`` is what ``dcbench predict`` loads; the fit writes to ``--run-dir`` instead.
 Layout of the run directory::
@@ -41,7 +43,7 @@ from dcbench.config import ConfigError
 from dcbench.data.labels import LabelSet, LabelSetError
 from dcbench.writers import RunDirectoryError
 
-__all__ = ["FeatureFit", "SyntheticFit", "fit_baseline", "task_labels"]
+__all__ = ["FeatureFit", "SupervisedFit", "SyntheticFit", "family_members", "fit_baseline", "fit_family", "task_labels"]
 
 CONFIG_FILE = "fit_config.yaml"
 CACHE_DIR = "cache"
@@ -97,11 +99,39 @@ class SyntheticFit:
     train: TrainOptions = field(default_factory=TrainOptions)
 
     def __post_init__(self) -> None:
-        from dcbench.scorers.synthetic_data import image_classifier
+        from dcbench.scorers.timm_classifier import image_classifier
 
         if self.images_per_class < 1 or self.num_inference_steps < 1 or self.batch_size < 1:
             raise ValueError("images_per_class, num_inference_steps and batch_size must be >= 1")
         image_classifier(self.model, 2)  # a bad model fails now, not after the images are generated
+
+
+@dataclass(frozen=True)
+class SupervisedFit:
+    """``scorer.fit`` of ``timm``: a timm classifier trained from scratch on a labelled train split.
+
+    The discriminative baseline of Li et al. (2023, Table 4): the same images the class-conditional
+    diffusion model was trained on, no extra data, no augmentation.
+    """
+
+    #: the labelled train split (a dataset spec), e.g. {name: digits, split: train}
+    dataset: str | dict[str, Any]
+    #: use only its first ``limit`` images
+    limit: int | None = None
+    #: pixels per side of the classifier's input (None: the images' own size)
+    image_size: int | None = None
+    #: 1 (grey) or 3 (RGB)
+    image_channels: int = 3
+    #: the timm classifier, trained from scratch: {name: ..., **timm.create_model options}
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "resnet10t"})
+    train: TrainOptions = field(default_factory=TrainOptions)
+
+    def __post_init__(self) -> None:
+        from dcbench.scorers.timm_classifier import image_classifier
+
+        if self.image_channels not in (1, 3):
+            raise ValueError(f"image_channels must be 1 or 3, got {self.image_channels}")
+        image_classifier({**self.model, "in_chans": self.image_channels}, 2)  # a bad model fails now
 
 
 def _parse(cls: type, options: Mapping[str, Any], where: str) -> Any:
@@ -202,21 +232,34 @@ class Prepared(NamedTuple):
     build: Callable[[], nn.Module]
 
 
-def prepare_features(backbone: Backbone, labels: LabelSet, fit: FeatureFit, run: Path, seed: int,
-                     progress: bool) -> Prepared:
+def _backbone(spec: str | dict[str, Any], device: torch.device) -> Backbone:
+    from dcbench.registry import BACKBONES
+
+    return BACKBONES.build(spec).to(device)
+
+
+def _train_split(spec: str | dict[str, Any], labels: LabelSet) -> Any:
+    """The labelled train split, checked to have the task's classes in the task's order."""
+    from dcbench.registry import DATASETS
+
+    dataset = DATASETS.build(spec)
+    if list(dataset.classes) != list(labels.classes):
+        raise LabelSetError(f"the train split {spec} has classes {list(dataset.classes)[:3]}... and the task "
+                            f"{list(labels.classes)[:3]}...: they must be the same, in the same order")
+    return dataset
+
+
+def prepare_features(labels: LabelSet, fit: FeatureFit, run: Path, seed: int, progress: bool,
+                     device: torch.device) -> Prepared:
     """Mid-block features of the labelled train split (cached), and the head to train on them."""
     from dcbench.data.transforms import model_input_transform
-    from dcbench.registry import DATASETS
     from dcbench.scorers.sd_features import MidBlockFeatures, feature_head
 
-    dataset = DATASETS.build(fit.dataset)
-    if list(dataset.classes) != list(labels.classes):
-        raise LabelSetError(f"the train split {fit.dataset} has classes {list(dataset.classes)[:3]}... and the task "
-                            f"{list(labels.classes)[:3]}...: they must be the same, in the same order")
+    dataset = _train_split(fit.dataset, labels)
     n = len(dataset) if fit.limit is None else min(fit.limit, len(dataset))
+    backbone = _backbone(fit.backbone, device)
     transform = model_input_transform(backbone.image_size, backbone.image_channels)
     extract = MidBlockFeatures(backbone, fit.t, seed, fit.pool)
-    device = next(backbone.parameters()).device
 
     def compute(start: int, stop: int) -> dict[str, Tensor]:
         loaded = [dataset.load(i) for i in range(start, stop)]
@@ -240,8 +283,8 @@ def _to_uint8(images: Tensor) -> Tensor:
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def prepare_synthetic(backbone: Backbone, labels: LabelSet, fit: SyntheticFit, run: Path, seed: int,
-                      progress: bool) -> Prepared:
+def prepare_synthetic(labels: LabelSet, fit: SyntheticFit, run: Path, seed: int, progress: bool,
+                      device: torch.device) -> Prepared:
     """``images_per_class`` generated images per class (cached as uint8), and the timm classifier to train.
 
     Image k is of class k mod C (so a partial cache covers every class), its prompt cycles through the
@@ -251,8 +294,9 @@ def prepare_synthetic(backbone: Backbone, labels: LabelSet, fit: SyntheticFit, r
 
     from dcbench.diffusion.sampling import generate
     from dcbench.scorers.base import image_seed
-    from dcbench.scorers.synthetic_data import image_classifier
+    from dcbench.scorers.timm_classifier import image_classifier
 
+    backbone = _backbone(fit.backbone, device)
     size = fit.image_size or backbone.image_size
     if size is None:
         raise ConfigError("this backbone takes any image size: set scorer.fit.image_size")
@@ -286,9 +330,34 @@ def prepare_synthetic(backbone: Backbone, labels: LabelSet, fit: SyntheticFit, r
     return Prepared(data["inputs"], data["targets"], record, lambda: image_classifier(model, n_classes))
 
 
+def prepare_images(labels: LabelSet, fit: SupervisedFit, run: Path, seed: int, progress: bool,
+                   device: torch.device) -> Prepared:
+    """The labelled train split's images (cached as uint8), and the timm classifier to train on them."""
+    from dcbench.data.transforms import model_input_transform
+    from dcbench.scorers.timm_classifier import image_classifier
+
+    dataset = _train_split(fit.dataset, labels)
+    n = len(dataset) if fit.limit is None else min(fit.limit, len(dataset))
+    transform = model_input_transform(fit.image_size, fit.image_channels)
+
+    def compute(start: int, stop: int) -> dict[str, Tensor]:
+        loaded = [dataset.load(i) for i in range(start, stop)]
+        images = torch.stack([transform(image) for image, _ in loaded])
+        return {"inputs": _to_uint8(images), "targets": torch.tensor([label for _, label in loaded])}
+
+    data, seconds = cached(run, "images", n, compute, progress=progress)
+    size = fit.image_size or int(data["inputs"].shape[-1])
+    model = {**fit.model, "in_chans": fit.image_channels}
+    record = {"image_size": size, "image_channels": fit.image_channels, "model": model,
+              "parameters": sum(p.numel() for p in image_classifier(model, labels.num_classes).parameters()),
+              "data": {"dataset": fit.dataset, "n_images": n, "seconds": round(seconds, 2)}}
+    return Prepared(data["inputs"], data["targets"], record, lambda: image_classifier(model, labels.num_classes))
+
+
 FITS: dict[str, tuple[type, Callable[..., Prepared]]] = {
     "sd-features": (FeatureFit, prepare_features),
     "synthetic-data": (SyntheticFit, prepare_synthetic),
+    "timm": (SupervisedFit, prepare_images),
 }
 
 
@@ -310,6 +379,8 @@ def fit_baseline(config: Mapping[str, Any], run_dir: str | Path, *, logger: Any 
     if kind not in FITS:
         raise ConfigError(f"fit-baseline fits the scorers {', '.join(FITS)}; this config's scorer is {kind!r}")
     options_cls, prepare = FITS[kind]
+    if (scorer.get("fit") or {}).get(FAMILY_KEY) is not None:
+        raise ConfigError(f"this config fits a family (scorer.fit.{FAMILY_KEY}): use fit_family")
     fit = _parse(options_cls, scorer.get("fit") or {}, f"scorer.fit of {kind}")
     seed = int(config.get("seed", 0))
     labels = task_labels(config["data"])
@@ -319,16 +390,12 @@ def fit_baseline(config: Mapping[str, Any], run_dir: str | Path, *, logger: Any 
         print(f"dcbench: {run} already holds this fitted baseline (pass --overwrite to fit it again)", file=sys.stderr)
         return json.loads((run / RECORD_FILE).read_text())
 
-    from dcbench.registry import BACKBONES
-
     trainer_options = dict(config.get("trainer") or {})
     progress = bool(trainer_options.get("enable_progress_bar", True))
-    backbone = BACKBONES.build(fit.backbone).to(_device(trainer_options))
-    try:
-        prepared = prepare(backbone, labels, fit, run, seed, progress)
+    try:  # a diffusion backbone lives only inside prepare: the classifier trains on the prepared tensors alone
+        prepared = prepare(labels, fit, run, seed, progress, _device(trainer_options))
     except NotImplementedError as err:  # e.g. no null condition for guidance or features
         raise ConfigError(f"{kind} cannot be fitted with this backbone: {err}") from err
-    del backbone  # the classifier trains on the prepared tensors alone
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
@@ -336,7 +403,8 @@ def fit_baseline(config: Mapping[str, Any], run_dir: str | Path, *, logger: Any 
     model = prepared.build()
     training = train_classifier(model, prepared.inputs, prepared.targets, fit.train, run, seed=seed,
                                 trainer_options=trainer_options, logger=logger, callbacks=callbacks)
-    record = {"kind": kind, "classes": list(labels.classes), "backbone": fit.backbone, **prepared.record,
+    record = {"kind": kind, "classes": list(labels.classes), "backbone": getattr(fit, "backbone", None),
+              **prepared.record,
               "training": training, "versions": _versions(), "config": dict(config)}
     save_baseline(run, model, record)
     if logger:
@@ -346,13 +414,78 @@ def fit_baseline(config: Mapping[str, Any], run_dir: str | Path, *, logger: Any 
     return record
 
 
+FAMILY_KEY = "family"
+FAMILY_FILE = "family.json"
+
+
+def family_members(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The members of a family config: ``scorer.fit.family`` maps a name to options merged into ``scorer.fit``.
+
+    A family fits several classifiers that differ in size or training length (the discriminative baselines
+    whose ID and OOD accuracies trace the line of effective robustness). Empty for a single fit.
+    """
+    from dcbench.config import merge
+
+    scorer = config["scorer"] if isinstance(config["scorer"], Mapping) else {"name": config["scorer"]}
+    fit = dict(scorer.get("fit") or {})
+    family = fit.pop(FAMILY_KEY, None)
+    if family is None:
+        return {}
+    if not isinstance(family, Mapping) or not family:
+        raise ConfigError(f"scorer.fit.{FAMILY_KEY} must map member names to options of scorer.fit, got {family!r}")
+    members = {}
+    for name, options in family.items():
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            raise ConfigError(f"family member name {name!r}: it names a directory; use letters, digits, '-' and '_'")
+        members[name] = {**config, "scorer": {**scorer, "fit": merge(fit, options or {})}}
+    return members
+
+
+def fit_family(config: Mapping[str, Any], run_dir: str | Path, *, only: Sequence[str] | None = None,
+               overwrite: bool = False, logger_for: Callable[[str, Path], Any] | None = None) -> dict[str, Any]:
+    """Fit every member of a family config into ``run_dir/<member>``; write and return ``run_dir/family.json``.
+
+    Finished members are reused (a rerun fits only what is missing); ``only`` restricts to some members.
+    """
+    members = family_members(config)
+    if only:
+        unknown = sorted(set(only) - set(members))
+        if unknown:
+            raise ConfigError(f"no family member(s) {', '.join(unknown)}; the family has {', '.join(members)}")
+        members = {k: v for k, v in members.items() if k in only}
+    run = Path(run_dir)
+    summary = json.loads((run / FAMILY_FILE).read_text()) if (run / FAMILY_FILE).is_file() else {"members": {}}
+    for i, (name, member) in enumerate(members.items(), 1):
+        print(f"dcbench fit-baseline: [{i}/{len(members)}] {name}", file=sys.stderr)
+        logger = logger_for(name, run / name) if logger_for else False
+        record = fit_baseline(member, run / name, logger=logger, overwrite=overwrite)
+        training = record["training"]
+        summary["members"][name] = {"model": record.get("model"), "parameters": record.get("parameters"),
+                                    "steps": training["steps"], "train_accuracy": training["train_accuracy"],
+                                    "val_accuracy": training["val_accuracy"],
+                                    "wall_seconds": training["wall_seconds"]}
+        run.mkdir(parents=True, exist_ok=True)
+        (run / FAMILY_FILE).write_text(json.dumps(summary, indent=2) + "\n")  # after each member: nothing lost
+    return summary
+
+
 def cmd_fit_baseline(args: Any, overrides: Sequence[str]) -> int:
-    """``dcbench fit-baseline --config CFG --run-dir DIR [--overwrite] [--section.key VALUE ...]``."""
+    """``dcbench fit-baseline --config CFG --run-dir DIR [--only M,..] [--overwrite] [--section.key VALUE ...]``."""
     from dcbench import cli
     from dcbench.config import resolve
 
     config = resolve(args.config, overrides)
     run = Path(args.run_dir)
+    if family_members(config):
+        only = [m.strip() for m in args.only.split(",") if m.strip()] if args.only else None
+        summary = fit_family(config, run, only=only, overwrite=args.overwrite,
+                             logger_for=lambda name, path: cli._build_logger(config.get("logger"), path, config))
+        print(f"dcbench: fitted {len(summary['members'])} family members in {run} ({run / FAMILY_FILE})")
+        for name, member in summary["members"].items():
+            print(f"  {name:<24} val_accuracy {member['val_accuracy']}  ({member['wall_seconds']} s)")
+        return 0
+    if args.only:
+        raise ConfigError("--only picks members of a family config (scorer.fit.family); this config has none")
     record = fit_baseline(config, run, logger=cli._build_logger(config.get("logger"), run, config),
                           overwrite=args.overwrite)
     training = record["training"]

@@ -8,47 +8,19 @@ the cost of generating the training set is in the fit's record.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from torch import Tensor, nn
-
-from dcbench.baselines.store import load_baseline
 from dcbench.registry import SCORERS
-from dcbench.scorers.fitted import FittedScorer
+from dcbench.scorers.timm_classifier import TimmClassifier, image_classifier, load_timm_classifier
 
 __all__ = ["SyntheticDataScorer", "image_classifier"]
 
 KIND = "synthetic-data"
 
 
-def image_classifier(model: Mapping[str, Any], num_classes: int) -> nn.Module:
-    """A timm model from ``{name: ..., **options}`` with ``num_classes`` outputs, randomly initialised."""
-    import timm
-
-    options = dict(model)
-    name = options.pop("name", None)
-    if not name:
-        raise ValueError(f"the classifier is given as {{name: <timm model>, ...options}}, got {dict(model)}")
-    try:
-        return timm.create_model(name, pretrained=False, num_classes=num_classes, **options)
-    except (RuntimeError, TypeError) as err:  # timm: "Unknown model", or an option the model does not take
-        raise ValueError(f"cannot build timm model {name!r} with options {options}: {err}") from err
-
-
-class SyntheticDataScorer(FittedScorer):
-    """The Synthetic SD Data baseline: a fitted image classifier on images in [-1, 1] (no denoiser calls)."""
-
-    nfe = 0
-
-    def __init__(self, model: nn.Module, classes: Sequence[str], image_size: int, image_channels: int = 3,
-                 batch_size: int = 256) -> None:
-        super().__init__(classes, batch_size)
-        self.model = model
-        self.image_size, self.image_channels = image_size, image_channels
-
-    def logits(self, images: Tensor, ids: list[str]) -> Tensor:
-        return self.model(images)
+class SyntheticDataScorer(TimmClassifier):
+    """The Synthetic SD Data baseline: a timm classifier fitted on generated images (no denoiser calls)."""
 
 
 @SCORERS.register(KIND)
@@ -59,10 +31,4 @@ def synthetic_data(checkpoint: str | None = None, batch_size: int = 256,
     ``checkpoint`` is the directory ``dcbench fit-baseline`` wrote (or ``embedded:NAME/PART``). ``fit`` holds
     the options of ``dcbench fit-baseline`` (the generating backbone among them); scoring ignores it.
     """
-    if checkpoint is None:
-        raise ValueError("give scorer.checkpoint: the directory `dcbench fit-baseline` wrote")
-    fitted = load_baseline(checkpoint, KIND)
-    record = fitted.record
-    model = fitted.load_into(image_classifier(record["model"], len(record["classes"])))
-    return SyntheticDataScorer(model, record["classes"], record["image_size"], record.get("image_channels", 3),
-                               batch_size)
+    return load_timm_classifier(checkpoint, KIND, batch_size, SyntheticDataScorer)
