@@ -228,10 +228,11 @@ def evaluate_embedded(model_dir: str | Path) -> dict[str, Any]:
 
 
 def _cmd_train_embedded(args: argparse.Namespace) -> int:
-    if args.name == "digits":
+    if args.name in ("digits", "digits-lv"):
         from dcbench.training import train_digits
 
-        train_digits(args.out, steps=args.steps or 6000, batch_size=args.batch_size or 128, seed=args.seed)
+        train_digits(args.out, steps=args.steps or 6000, batch_size=args.batch_size or 128, seed=args.seed,
+                     learned_variance=args.name == "digits-lv")
         print(json.dumps(evaluate_embedded(args.out), indent=2))
         return 0
     from dcbench.training.world import train_world_clip, train_world_unet
@@ -263,8 +264,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("kind", nargs="?", choices=list(ALL))
 
     p = sub.add_parser("train-embedded", help="retrain a shipped embedded model from scratch (CPU)")
-    p.add_argument("name", choices=["digits", "shapes-world-clip", "shapes-world-unet"],
-                   help="shapes-world-unet needs OUT/clip from shapes-world-clip (it conditions on its text tower)")
+    p.add_argument("name", choices=["digits", "digits-lv", "shapes-world-clip", "shapes-world-unet"],
+                   help="digits-lv: digits with learned variance (the vlb objectives); shapes-world-unet needs "
+                        "OUT/clip from shapes-world-clip (it conditions on its text tower)")
     p.add_argument("--out", required=True, help="output directory (diffusers layout)")
     p.add_argument("--steps", type=int, help="optimizer steps (default: the shipped model's)")
     p.add_argument("--batch-size", type=int, help="(default: the shipped model's)")

@@ -132,14 +132,18 @@ def write_tiny_dit(root: Path, id2label: dict[str, str] | None = DIT_ID2LABEL, n
 
 
 def write_tiny_unet_class(root: Path, classes: Sequence[str] | None = TINY_CLASSES,
-                          num_class_embeds: int | None = len(TINY_CLASSES)) -> Path:
-    """A tiny pixel UNet2DModel (8x8 RGB), class names in dcbench.json unless None (no class embedding if 0)."""
+                          num_class_embeds: int | None = len(TINY_CLASSES), learned_variance: bool = False) -> Path:
+    """A tiny pixel UNet2DModel (8x8 RGB), class names in dcbench.json unless None (no class embedding if 0).
+
+    ``learned_variance``: 6 output channels, eps and the learned-range variance values.
+    """
     from diffusers import DDPMScheduler, UNet2DModel
 
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     UNet2DModel(
-        sample_size=8, in_channels=3, out_channels=3, block_out_channels=(4, 8), layers_per_block=1,
+        sample_size=8, in_channels=3, out_channels=6 if learned_variance else 3, block_out_channels=(4, 8),
+        layers_per_block=1,
         down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
         norm_num_groups=2, num_class_embeds=num_class_embeds or None,
     ).save_pretrained(root / "unet")

@@ -22,7 +22,8 @@ from dcbench.data.labels import LabelSet, LabelSetError
 from dcbench.diffusion.process import VPProcess
 from dcbench.embedded import resolve_pretrained
 
-__all__ = ["Backbone", "ModelNotFoundError", "class_ids", "load_pretrained", "load_process", "torch_dtype"]
+__all__ = ["Backbone", "ModelNotFoundError", "class_ids", "load_pretrained", "load_process", "split_learned_variance",
+           "torch_dtype"]
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -41,6 +42,8 @@ class Backbone(nn.Module, ABC):
     #: real images' x0 lies in [-x0_range, x0_range]: 1 for pixel models (images in [-1, 1]), None for
     #: unbounded latents; samplers clip their x0 estimates to it
     x0_range: float | None = 1.0
+    #: whether the network also outputs a learned variance (improved DDPM's learned range; DiT)
+    learned_variance: bool = False
 
     @abstractmethod
     def encode_images(self, images: Tensor) -> Tensor:
@@ -53,6 +56,20 @@ class Backbone(nn.Module, ABC):
     @abstractmethod
     def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         """The network's output in ``self.process.prediction_type`` (learned-variance channels split off)."""
+
+    def network_output(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        """The network's whole output, learned-variance channels included (backbones that have them override it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its network's raw output")
+
+    def forward_with_variance(self, x_t: Tensor, t: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
+        """The prediction and the learned-variance values v in [-1, 1] (for the variational bound objectives)."""
+        out = self.network_output(x_t, t, cond) if self.learned_variance else None
+        prediction, v = split_learned_variance(out, x_t.shape[1]) if out is not None else (None, None)
+        if v is None:
+            raise NotImplementedError(f"{type(self).__name__} has no learned variance, which the vlb objectives "
+                                      "need (a DiT, or a model whose output has twice its input's channels); "
+                                      "use loss: l2")
+        return prediction, v
 
     def encode_prompts(self, prompts: Sequence[str]) -> Tensor:
         """One condition per free text, first dim = texts (text-conditional backbones override this)."""
@@ -134,6 +151,13 @@ def read_class_names(path: str, filename: str, key: str) -> list[str] | None:
     if isinstance(data, dict):  # id2label: {"0": "tench, Tinca tinca", ...}
         return [data[k] for k in sorted(data, key=int)]
     return list(data) if data else None
+
+
+def split_learned_variance(out: Tensor, channels: int) -> tuple[Tensor, Tensor | None]:
+    """(prediction, v) of a network output: with learned variance it has 2C channels, the last C being v."""
+    if out.shape[1] == 2 * channels:
+        return out[:, :channels], out[:, channels:]
+    return out, None
 
 
 def class_ids(labels: LabelSet, model_classes: Sequence[str] | None, num_model_classes: int) -> Tensor:

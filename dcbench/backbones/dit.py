@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from dcbench.backbones.base import class_ids, load_pretrained, load_process, read_class_names
+from dcbench.backbones.base import class_ids, load_pretrained, load_process, read_class_names, split_learned_variance
 from dcbench.backbones.latent import LatentBackbone, VAEEncoder
 from dcbench.data.labels import LabelSet
 from dcbench.diffusion.process import VPProcess
@@ -30,6 +30,8 @@ class DiT(LatentBackbone):
         super().__init__(vae, process, transformer.config.sample_size)
         self.transformer = transformer.eval().requires_grad_(False)
         self.classes = classes
+        config = transformer.config
+        self.learned_variance = (config.out_channels or config.in_channels) == 2 * config.in_channels
 
     @classmethod
     def from_pretrained(cls, pretrained: str = "facebook/DiT-XL-2-256", revision: str | None = None,
@@ -48,10 +50,12 @@ class DiT(LatentBackbone):
     def encode_conditions(self, labels: LabelSet) -> Tensor:
         return class_ids(labels, self.classes, self.transformer.config.num_embeds_ada_norm)
 
+    def network_output(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        return self.transformer(x_t.to(self.dtype), timestep=t, class_labels=cond).sample
+
     def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-        out = self.transformer(x_t.to(self.dtype), timestep=t, class_labels=cond).sample
         # DiT predicts eps and the learned variance in one tensor of 2C channels: keep eps.
-        return out[:, : x_t.shape[1]] if out.shape[1] == 2 * x_t.shape[1] else out
+        return split_learned_variance(self.network_output(x_t, t, cond), x_t.shape[1])[0]
 
 
 @BACKBONES.register("dit")

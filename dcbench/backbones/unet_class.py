@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from dcbench.backbones.base import Backbone, class_ids, load_pretrained, load_process, read_class_names
+from dcbench.backbones.base import (
+    Backbone,
+    class_ids,
+    load_pretrained,
+    load_process,
+    read_class_names,
+    split_learned_variance,
+)
 from dcbench.data.labels import LabelSet
 from dcbench.diffusion.process import VPProcess
 from dcbench.registry import BACKBONES
@@ -13,7 +20,7 @@ __all__ = ["ClassConditionalUNet"]
 
 
 class ClassConditionalUNet(Backbone):
-    """A pixel UNet2DModel conditioned on class ids; the embedded digits model is one."""
+    """A pixel UNet2DModel conditioned on class ids; the embedded digits models are two (one with learned variance)."""
 
     def __init__(self, unet: object, process: VPProcess, classes: list[str] | None = None) -> None:
         super().__init__()
@@ -25,6 +32,7 @@ class ClassConditionalUNet(Backbone):
         self.classes = classes
         self.image_size = unet.config.sample_size
         self.image_channels = unet.config.in_channels
+        self.learned_variance = unet.config.out_channels == 2 * unet.config.in_channels
 
     @classmethod
     def from_pretrained(cls, pretrained: str, revision: str | None = None,
@@ -45,8 +53,12 @@ class ClassConditionalUNet(Backbone):
     def encode_conditions(self, labels: LabelSet) -> Tensor:
         return class_ids(labels, self.classes, self.unet.config.num_class_embeds)
 
-    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+    def network_output(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         return self.unet(x_t.to(self.dtype), t, class_labels=cond).sample
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        # With learned variance (out_channels = 2 x in_channels) the second half is v: keep the prediction.
+        return split_learned_variance(self.network_output(x_t, t, cond), x_t.shape[1])[0]
 
 
 @BACKBONES.register("unet-class")

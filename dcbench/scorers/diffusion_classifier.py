@@ -23,6 +23,7 @@ from dcbench.diffusion.losses import LOSSES, denoising_error
 from dcbench.diffusion.posterior import stagewise_probs
 from dcbench.diffusion.pruning import PruningSchedule
 from dcbench.diffusion.samplers import TimestepSampler
+from dcbench.diffusion.vlb import OBJECTIVES, vlb_terms
 from dcbench.registry import BACKBONES, PRUNING, SAMPLERS, SCORERS
 from dcbench.scorers.base import Scorer
 
@@ -62,7 +63,9 @@ class DiffusionClassifier(Scorer):
         backbone: the conditional diffusion model.
         sampler: which timesteps (strategy object).
         pruning: how many samples per stage and which candidates survive (strategy object).
-        loss: ``l2``, ``l1`` or ``huber`` between the true and the predicted noise.
+        loss: ``l2``, ``l1`` or ``huber`` between the true and the predicted noise (uniform over t, Eq. 3 as
+            the paper approximates it); for backbones with learned variance also ``vlb``, the exact
+            variational bound terms (``dcbench.diffusion.vlb``), or ``l2+vlb``, their sum (Table 5).
         n_trials: noises per timestep.
         temperature: tau in p(c|x) = softmax(-error / tau) (Eq. 6 has tau = 1, which gives nearly
             uniform probabilities because errors differ by little; fit it per model with ``dcbench
@@ -85,8 +88,11 @@ class DiffusionClassifier(Scorer):
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        if loss not in LOSSES + OBJECTIVES:
+            raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES + OBJECTIVES)}")
+        if loss in OBJECTIVES and not backbone.learned_variance:
+            raise ValueError(f"loss {loss!r} needs a backbone with learned variance (a DiT, or a model whose output "
+                             f"has twice its input's channels); {type(backbone).__name__} has none: use loss l2")
         if n_trials < 1 or batch_size < 1 or temperature <= 0:
             raise ValueError("n_trials and batch_size must be >= 1 and temperature > 0")
         self.backbone = backbone
@@ -186,10 +192,10 @@ class DiffusionClassifier(Scorer):
         q_c = torch.cat([alive[b].repeat(len(cols)) for b in active])
 
         device = x0.device
-        u_t, u_eps = u_t.to(device), u_eps.to(device)
+        u_t, u_eps, u_img_dev = u_t.to(device), u_eps.to(device), u_img.to(device)
         # Noising in float32 whatever the model's precision (see VPProcess).
         with torch.autocast(device.type, enabled=False):
-            u_xt = process.add_noise(x0[u_img.to(device)], u_eps, u_t)
+            u_xt = process.add_noise(x0[u_img_dev], u_eps, u_t)
         out = torch.empty(len(q_u))
         s = 0
         while s < len(q_u):
@@ -197,17 +203,30 @@ class DiffusionClassifier(Scorer):
             u, c = q_u[s : s + n].to(device), q_c[s : s + n].to(device)
             x_t, t = u_xt[u], u_t[u]
             try:
-                pred = process.to_epsilon(self._denoise(x_t, t, self.cond[c]).float(), x_t, t)
+                err = self._errors(x0, u_img_dev[u], x_t, t, self.cond[c], u_eps[u])
             except OUT_OF_MEMORY:
                 self._back_off(device)
                 continue
-            out[s : s + len(u)] = denoising_error(pred, u_eps[u], self.loss).cpu()
+            out[s : s + len(u)] = err.cpu()
             s += len(u)
         errors[u_img[q_u], q_c, u_col[q_u]] = out
         nfe += torch.bincount(u_img[q_u], minlength=nfe.numel())
 
-    def _denoise(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-        """The denoiser, under autocast when ``precision`` asks for it (the noising stays float32)."""
+    def _errors(self, x0: Tensor, image: Tensor, x_t: Tensor, t: Tensor, cond: Tensor, eps: Tensor) -> Tensor:
+        """The objective per query: the error of the eps prediction, or the variational bound terms."""
+        process = self.backbone.process
+        if self.loss not in OBJECTIVES:
+            return denoising_error(process.to_epsilon(self._denoise(x_t, t, cond).float(), x_t, t), eps, self.loss)
+        prediction, v = self._denoise(x_t, t, cond, variance=True)
+        eps_hat = process.to_epsilon(prediction.float(), x_t, t)
+        vlb = vlb_terms(process, x0[image], x_t, t, eps_hat, v.float())
+        return vlb if self.loss == "vlb" else denoising_error(eps_hat, eps, "l2") + vlb
+
+    def _denoise(self, x_t: Tensor, t: Tensor, cond: Tensor, variance: bool = False) -> Any:
+        """The denoiser, under autocast when ``precision`` asks for it (the noising stays float32).
+
+        ``variance``: also the learned variance, as (prediction, v) (not through ``torch.compile``).
+        """
         if self._compiled is None:
             # Not a submodule (nn.Module.__setattr__ would register it and double the state dict).
             object.__setattr__(self, "_compiled", torch.compile(self.backbone) if self.compile else self.backbone)
@@ -215,7 +234,7 @@ class DiffusionClassifier(Scorer):
             x_t = x_t.contiguous(memory_format=torch.channels_last)
         dtype = PRECISIONS[self.precision]
         with torch.autocast(x_t.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            return self._compiled(x_t, t, cond)
+            return self.backbone.forward_with_variance(x_t, t, cond) if variance else self._compiled(x_t, t, cond)
 
     def _back_off(self, device: torch.device) -> None:
         """Out of memory: halve the batch and retry (results do not depend on the batch size)."""

@@ -1,4 +1,5 @@
-"""Denoiser training (the simple DDPM loss) and the embedded digits recipe (Lightning ``Trainer.fit``)."""
+"""Denoiser training (the simple DDPM loss; with learned variance, improved DDPM's hybrid loss) and the embedded
+digits recipes (Lightning ``Trainer.fit``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from dcbench.backbones.base import split_learned_variance
 from dcbench.diffusion.process import VPProcess
+from dcbench.diffusion.vlb import vlb_terms
 from dcbench.embedded import DIGITS_SCHEDULER_CONFIG, DIGITS_UNET_CONFIG
 from dcbench.training.optim import warmup_cosine
 
@@ -21,7 +24,13 @@ __all__ = ["DenoiserTraining", "train_digits"]
 
 
 class DenoiserTraining(L.LightningModule):
-    """Trains a class-conditional UNet2DModel with the simple (uniform-t, eps) DDPM loss, keeping an EMA copy."""
+    """Trains a class-conditional UNet2DModel with the simple (uniform-t, eps) DDPM loss, keeping an EMA copy.
+
+    A UNet with twice as many output channels as input channels learns its variance too, with the hybrid
+    loss of improved DDPM that DiT uses: the simple loss plus the variational bound terms, the bound
+    seeing the eps prediction detached (so the mean learns from the simple loss alone, the variance
+    from the bound).
+    """
 
     def __init__(self, unet: torch.nn.Module, process: VPProcess, lr: float = 2e-3, warmup_steps: int = 200,
                  ema_decay: float = 0.999) -> None:
@@ -46,7 +55,13 @@ class DenoiserTraining(L.LightningModule):
         eps = torch.randn_like(x0)
         x_t = self.process.add_noise(x0, eps, t)
         out = self.unet(x_t, t, **self.condition(cond)).sample
-        loss = F.mse_loss(out, self.process.target(x0, eps, t))
+        prediction, v = split_learned_variance(out, x0.shape[1])
+        loss = F.mse_loss(prediction, self.process.target(x0, eps, t))
+        if v is not None:
+            eps_hat = self.process.to_epsilon(prediction.detach(), x_t, t)
+            vb = vlb_terms(self.process, x0, x_t, t, eps_hat, v).mean()
+            self.log("train/vb", vb)
+            loss = loss + vb
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -71,15 +86,18 @@ def _digits_tensors(split: str) -> TensorDataset:
 
 
 def train_digits(out: str | Path, steps: int = 6000, batch_size: int = 128, seed: int = 0, lr: float = 2e-3,
-                 progress: bool = True) -> dict[str, Any]:
-    """Train the embedded digits model from scratch and save it to ``out``; returns the training record."""
+                 progress: bool = True, learned_variance: bool = False) -> dict[str, Any]:
+    """Train the embedded digits model from scratch and save it to ``out``; returns the training record.
+
+    ``learned_variance``: the ``digits-lv`` model, which also outputs a learned variance (the vlb objectives).
+    """
     from diffusers import DDPMScheduler, UNet2DModel
 
     from dcbench.data.digits import DigitsDataset
 
     L.seed_everything(seed, workers=True, verbose=False)
     scheduler = DDPMScheduler(**DIGITS_SCHEDULER_CONFIG)
-    unet = UNet2DModel(**DIGITS_UNET_CONFIG)
+    unet = UNet2DModel(**{**DIGITS_UNET_CONFIG, "out_channels": 2 if learned_variance else 1})
     module = DenoiserTraining(unet, VPProcess.from_scheduler(scheduler), lr=lr)
     loader = DataLoader(_digits_tensors("train"), batch_size=batch_size, shuffle=True, drop_last=True,
                         generator=torch.Generator().manual_seed(seed))
@@ -94,7 +112,9 @@ def train_digits(out: str | Path, steps: int = 6000, batch_size: int = 128, seed
     scheduler.save_pretrained(out / "scheduler")
     record = {
         "classes": DigitsDataset.classes,
-        "training": {"command": f"dcbench train-embedded digits --steps {steps} --seed {seed} --out DIR",
+        "training": {"command": f"dcbench train-embedded {'digits-lv' if learned_variance else 'digits'} --steps "
+                                f"{steps} --seed {seed} --out DIR",
+                     "loss": "simple + variational bound (hybrid)" if learned_variance else "simple",
                      "dataset": "digits (train split, 1437 images)", "steps": steps, "batch_size": batch_size,
                      "lr": lr, "seed": seed, "ema_decay": module.ema_decay, "wall_seconds": round(wall, 1),
                      "torch": torch.__version__, "threads": torch.get_num_threads(),

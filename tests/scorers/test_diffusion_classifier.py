@@ -220,3 +220,25 @@ def test_channels_last_converts_the_backbone_and_changes_nothing_but_rounding(ti
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
     for p, f in zip(plain, fast, strict=True):
         assert f["errors"] == pytest.approx(p["errors"], rel=1e-4, abs=1e-6)
+
+
+def test_vlb_objectives_score_a_learned_variance_model_and_sum_with_l2(tiny_info, tmp_path):
+    from dcbench.registry import BACKBONES
+
+    backbone = BACKBONES.build({"name": "unet-class", "pretrained": str(
+        tiny_info.write_unet_class(tmp_path / "lv", learned_variance=True))})
+    assert backbone.learned_variance
+    labels = LabelSet.from_classes(list(tiny_info.classes))
+    images = torch.rand(2, 3, 8, 8) * 2 - 1
+    assert backbone(images, torch.tensor([5, 9]), torch.tensor([0, 1])).shape == images.shape  # eps only
+    errors = {loss: torch.tensor([r["errors"] for r in make(backbone, labels, NoPruning(4), loss=loss)
+                                  .score(images, ["a", "b"])]) for loss in ("l2", "vlb", "l2+vlb")}
+    assert torch.allclose(errors["l2+vlb"], errors["l2"] + errors["vlb"], rtol=1e-5)
+    assert not torch.allclose(errors["vlb"], errors["l2"])
+
+    plain = BACKBONES.build({"name": "unet-class", "pretrained": str(tiny_info.write_unet_class(tmp_path / "eps"))})
+    assert not plain.learned_variance
+    with pytest.raises(ValueError, match="needs a backbone with learned variance"):
+        make(plain, labels, loss="vlb")
+    with pytest.raises(NotImplementedError, match="has no learned variance"):
+        plain.forward_with_variance(images, torch.tensor([5, 9]), torch.tensor([0, 1]))
