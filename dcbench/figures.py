@@ -1,4 +1,5 @@
-"""Figures for ``dcbench report`` (matplotlib, Agg, PNG): score bars, reliability diagrams, confusion matrices.
+"""Figures for ``dcbench report`` and ``dcbench bench`` (matplotlib, Agg, PNG): score bars, reliability diagrams,
+confusion matrices, effective robustness, the benchmark's curves.
 
 Every function takes plain data read from run directories (metrics dicts, records) and writes one PNG.
 Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas, never through ``pyplot``:
@@ -14,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["accuracy_vs_nfe", "classification_bars", "confusion_figure", "confusion_matrix", "matching_bars",
-           "nfe_vs_classes", "reliability_bins", "reliability_diagram", "wall_bars"]
+__all__ = ["accuracy_vs_nfe", "classification_bars", "confusion_figure", "confusion_matrix", "effective_robustness",
+           "matching_bars", "nfe_vs_classes", "reliability_bins", "reliability_diagram", "wall_bars"]
 
 RELIABILITY_BINS = 15  # as metrics.ECE_BINS: the diagram shows the bins the ECE is computed over
 DPI = 120
@@ -235,4 +236,48 @@ def wall_bars(path: Path, walls: Mapping[str, Mapping[str, Any]]) -> Path:
     ax.set_ylabel("seconds per image (median)")
     ax.set_title("wall time at an identical schedule", fontsize=9)
     ax.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def effective_robustness(path: Path, id_task: str, panels: Sequence[Mapping[str, Any]]) -> Path:
+    """ID vs OOD top-1 on logit axes, one panel per OOD task, in the style of Li et al. (2023), Fig. 6.
+
+    Each panel: ``ood`` (task name), ``fit`` (slope, intercept in logit space), ``baselines`` [(name, id, ood)],
+    ``scorers`` [(name, id, ood, low, high, colour index)]: baselines as grey dots and their fitted line,
+    scorers as coloured points with their Clopper-Pearson intervals; the dashed diagonal is ID = OOD.
+    """
+    from dcbench.robustness import EPS, logit, sigmoid
+
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    figure = _figure(4.0 * cols, 3.6 * rows + 0.4)
+    axes = np.atleast_1d(figure.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, panel in zip(axes, panels, strict=False):
+        points = [*((b[1], b[2]) for b in panel["baselines"]), *((s[1], s[2]) for s in panel["scorers"])]
+        low = max(min(min(p) for p in points) * 0.8, 0.02)
+        span = np.array([low, 1 - EPS * 10])
+        ax.set_xscale("logit")
+        ax.set_yscale("logit")
+        ax.plot(span, span, ls="--", color="0.6", lw=0.8, label="ID = OOD")
+        xs = np.linspace(logit(span[0]), logit(span[1]), 100)
+        fit = panel["fit"]
+        ax.plot([sigmoid(x) for x in xs], [sigmoid(fit["slope"] * x + fit["intercept"]) for x in xs],
+                color="tab:red", lw=1.2, label=f"fit to baselines (n={fit['n']})")
+        ax.scatter([b[1] for b in panel["baselines"]], [b[2] for b in panel["baselines"]], s=14, color="0.45",
+                   zorder=3, label="discriminative baselines")
+        for name, id_acc, ood, lo, hi, colour in panel["scorers"]:
+            ax.errorbar([id_acc], [ood], yerr=[[ood - lo], [hi - ood]], fmt="o", ms=5, capsize=3,
+                        color=_colour(colour), zorder=4, label=name)
+        ax.set_xlim(span[0], 0.999)
+        ax.set_ylim(min(span[0], min(p[1] for p in points) * 0.8), 0.999)
+        ax.set_title(f"{panel['ood']}", fontsize=9)
+        ax.set_xlabel(f"{id_task} top-1 (ID)", fontsize=8)
+        ax.set_ylabel(f"{panel['ood']} top-1 (OOD)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3, which="both")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=6, loc="upper left")
+    figure.suptitle("Effective robustness: OOD accuracy above the baselines' line (intervals: Clopper-Pearson)",
+                    fontsize=10)
     return _save(figure, path)

@@ -42,7 +42,9 @@ from dcbench.config import ConfigError, load_config, merge, parse_overrides
 __all__ = ["REPORT_SECTIONS", "Cell", "ReportError", "add_arguments", "build_report", "cmd_report",
            "load_report_config", "make_report", "matching_support", "predict_config", "run_cell", "select"]
 
-REPORT_SECTIONS = ("seed", "scorers", "tasks", "trainer", "logger")
+REPORT_SECTIONS = ("seed", "scorers", "tasks", "trainer", "logger", "robustness")
+#: above this many tasks the main table shows top-1 per task only (the other metrics stay in report.json)
+WIDE_TASKS = 2
 TASK_KINDS = ("classification", "matching")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # row and task names become directory and file names
 #: the scorer name whose rows get a confusion matrix
@@ -83,10 +85,29 @@ def load_report_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[
             raise ConfigError(f"tasks.{name} has unknown key(s) {', '.join(extra)}; a task has `task` and `data`")
         if not isinstance(task.get("data"), dict) or "dataset" not in task["data"]:
             raise ConfigError(f"tasks.{name} needs data.dataset (e.g. {{name: shapes-world}})")
+    if config.get("robustness") is not None:
+        _check_robustness(config)
     config.setdefault("seed", 0)
     config["trainer"] = config.get("trainer") or {}
     config.setdefault("logger", "none")
     return config
+
+
+def _check_robustness(config: Mapping[str, Any]) -> None:
+    """``robustness: {id: TASK, ood: [TASK, ...], baselines: [ROW, ...], confidence: 0.995}``."""
+    section = config["robustness"]
+    if not isinstance(section, dict) or not {"id", "ood", "baselines"} <= set(section):
+        raise ConfigError("robustness needs id (the in-distribution task), ood (a list of tasks) and baselines "
+                          "(the scorer rows whose ID/OOD accuracies define the line)")
+    extra = sorted(set(section) - {"id", "ood", "baselines", "confidence"})
+    if extra:
+        raise ConfigError(f"robustness has unknown key(s) {', '.join(extra)}; it takes id, ood, baselines, confidence")
+    for task in [section["id"], *section["ood"]]:
+        if config["tasks"].get(task, {}).get("task") != "classification":
+            raise ConfigError(f"robustness task {task!r} is not a classification task of this report config")
+    missing = [row for row in section["baselines"] if row not in config["scorers"]]
+    if missing or len(section["baselines"]) < 2:
+        raise ConfigError(f"robustness.baselines must name at least 2 scorer rows of the config (unknown: {missing})")
 
 
 def _pick(what: str, available: Mapping[str, Any], wanted: Sequence[str] | None) -> dict[str, Any]:
@@ -101,9 +122,19 @@ def _pick(what: str, available: Mapping[str, Any], wanted: Sequence[str] | None)
 
 def select(config: dict[str, Any], scorers: Sequence[str] | None = None,
            tasks: Sequence[str] | None = None) -> dict[str, Any]:
-    """The config restricted to some rows and some tasks (``--only-scorers`` / ``--only-tasks``)."""
-    return {**config, "scorers": _pick("scorer", config["scorers"], scorers),
-            "tasks": _pick("task", config["tasks"], tasks)}
+    """The config restricted to some rows and some tasks (``--only-scorers`` / ``--only-tasks``).
+
+    The robustness section is dropped when the selection leaves out its ID task or its baselines.
+    """
+    out = {**config, "scorers": _pick("scorer", config["scorers"], scorers),
+           "tasks": _pick("task", config["tasks"], tasks)}
+    section = out.get("robustness")
+    if section:
+        ood = [t for t in section["ood"] if t in out["tasks"]]
+        baselines = [b for b in section["baselines"] if b in out["scorers"]]
+        keep = section["id"] in out["tasks"] and ood and len(baselines) >= 2
+        out["robustness"] = {**section, "ood": ood, "baselines": baselines} if keep else None
+    return out
 
 
 def _logger(spec: Any, run_name: str, group: str) -> Any:
@@ -307,8 +338,42 @@ def _confusion(path: Path, cell: Cell, records: list[dict[str, Any]]) -> None:
                              classes)
 
 
+def _robustness(config: Mapping[str, Any], cells: dict[tuple[str, str], Cell]) -> dict[str, Any] | None:
+    """The effective-robustness section from the finished classification cells (None: not configured)."""
+    from dcbench.robustness import robustness_section
+
+    section = config.get("robustness")
+    if not section:
+        return None
+    top1: dict[str, dict[str, tuple[float, int]]] = {}
+    for (task, scorer), cell in cells.items():
+        if cell.status == "ok" and cell.kind == "classification":
+            top1.setdefault(task, {})[scorer] = (float(cell.metrics["top1"]), int(cell.metrics["n_images"]))
+    return robustness_section(top1, section["id"], section["ood"], section["baselines"],
+                              float(section.get("confidence", 0.995)))
+
+
+def _robustness_figure(path: Path, config: Mapping[str, Any], robustness: Mapping[str, Any]) -> None:
+    from dcbench import figures
+
+    scorers, baselines = list(config["scorers"]), robustness["baselines"]
+    panels = []
+    for task, entry in robustness["ood"].items():
+        if "fit" not in entry:
+            continue
+        rows = entry["rows"]
+        panels.append({
+            "ood": task, "fit": entry["fit"],
+            "baselines": [(b, rows[b]["id_accuracy"], rows[b]["ood_accuracy"]) for b in baselines if b in rows],
+            "scorers": [(s, r["id_accuracy"], r["ood_accuracy"], r["ood_low"], r["ood_high"], scorers.index(s))
+                        for s, r in rows.items() if s not in baselines]})
+    if not panels:
+        raise ReportError("no OOD task has a fitted line (see report.json robustness)")
+    figures.effective_robustness(path, robustness["id_task"], panels)
+
+
 def _figures(config: Mapping[str, Any], cells: dict[tuple[str, str], Cell], root: Path,
-             failures: list[dict[str, Any]]) -> list[dict[str, str]]:
+             failures: list[dict[str, Any]], robustness: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
     """Draw every figure; one that fails is recorded and the others are still drawn."""
     from functools import partial
 
@@ -327,7 +392,9 @@ def _figures(config: Mapping[str, Any], cells: dict[tuple[str, str], Cell], root
             traceback.print_exc(file=sys.stderr)
             failures.append({"figure": name, "error": f"{type(err).__name__}: {err}"})
 
-    for task, spec in config["tasks"].items():
+    tasks = list(config["tasks"].items())
+    # a wide report (a study over many shifted test sets) draws its per-task figures for the first task only
+    for task, spec in tasks[:1] if len(tasks) > WIDE_TASKS else tasks:
         ok = [cells[task, s] for s in scorers if cells[task, s].status == "ok"]
         if not ok:
             continue
@@ -344,6 +411,9 @@ def _figures(config: Mapping[str, Any], cells: dict[tuple[str, str], Cell], root
             if _spec_name(config["scorers"][cell.scorer]) == CONFUSION_SCORER and records[cell.scorer]:
                 draw(f"{task}_confusion_{cell.scorer}", f"{task}: confusion matrix of {cell.scorer}",
                      partial(_confusion, cell=cell, records=records[cell.scorer]))
+    if robustness is not None:
+        draw("effective_robustness", f"effective robustness against {robustness['id_task']}",
+             partial(_robustness_figure, config=config, robustness=robustness))
     return out
 
 
@@ -355,7 +425,8 @@ def build_report(config: Mapping[str, Any], cells: dict[tuple[str, str], Cell], 
     failures: list[dict[str, Any]] = [
         {"task": c.task, "scorer": c.scorer, "run_dir": c.run_dir.relative_to(root).as_posix(), "error": c.message}
         for c in cells.values() if c.status == "failed"]
-    figure_list = _figures(config, cells, root, failures)
+    robustness = _robustness(config, cells)
+    figure_list = _figures(config, cells, root, failures, robustness)
     scorers, tasks = list(config["scorers"]), config["tasks"]
     task_info = {}
     for task, spec in tasks.items():
@@ -382,6 +453,8 @@ def build_report(config: Mapping[str, Any], cells: dict[tuple[str, str], Cell], 
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     report = {"dcbench_version": __version__, "date": now, "config_path": config_path, "command": command,
               "config": config, "tasks": task_info, "rows": rows, "failures": failures, "figures": figure_list}
+    if robustness is not None:
+        report["robustness"] = robustness
     root.mkdir(parents=True, exist_ok=True)
     (root / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (root / "report.md").write_text(_markdown(report, config, cells))
@@ -400,12 +473,23 @@ def _markdown(report: Mapping[str, Any], config: Mapping[str, Any], cells: dict[
         lines.append(f"- {task}: {info['task']} on `{_spec_name(dataset)}`, {_size_text(info['task'], info['n'])}")
     lines += ["- every number below is read from the runs in `runs/<task>/<scorer>/` (metrics.json, records.jsonl)",
               "", "## Results", ""]
-    header = ["scorer"]
-    for task, spec in tasks.items():
-        header += [f"{task} {title}" for _, title, _ in COLUMNS[spec["task"]]]
-    body = [[s] + [_cell_text(cells[t, s], key, fmt) for t, spec in tasks.items()
-                   for key, _, fmt in COLUMNS[spec["task"]]] for s in scorers]
-    lines += _table(header, body)
+    if len(tasks) > WIDE_TASKS:  # one column per task: top-1 (or text score), then the first task's cost
+        first = next(iter(tasks))
+        main = {"classification": "top1", "matching": "text_score"}
+        header = ["scorer", *(f"{t} top-1 %" if spec["task"] == "classification" else f"{t} text %"
+                              for t, spec in tasks.items()), f"{first} NFE/img", f"{first} ECE"]
+        body = [[s, *(_cell_text(cells[t, s], main[spec["task"]], _pct) for t, spec in tasks.items()),
+                 _cell_text(cells[first, s], "nfe_per_image", _num), _cell_text(cells[first, s], "ece", _ece)]
+                for s in scorers]
+        lines += _table(header, body)
+        lines += ["", "Every other metric of every run (ECE, mean per class, seconds) is in report.json."]
+    else:
+        header = ["scorer"]
+        for task, spec in tasks.items():
+            header += [f"{task} {title}" for _, title, _ in COLUMNS[spec["task"]]]
+        body = [[s] + [_cell_text(cells[t, s], key, fmt) for t, spec in tasks.items()
+                       for key, _, fmt in COLUMNS[spec["task"]]] for s in scorers]
+        lines += _table(header, body)
     notes = [f"- {c.task} / {c.scorer}: n/a, {c.message}" for c in cells.values() if c.status == "n/a"]
     notes += [f"- {c.task} / {c.scorer}: failed (see Failures)" for c in cells.values() if c.status == "failed"]
     lines += ["", f"Accuracies and scores in %; ECE over {RELIABILITY_BINS} confidence bins; NFE = denoiser "
@@ -434,6 +518,9 @@ def _markdown(report: Mapping[str, Any], config: Mapping[str, Any], cells: dict[
             body.append(row)
         lines += _table(header, body)
 
+    if report.get("robustness"):
+        lines += _robustness_markdown(report["robustness"], scorers)
+
     if report["figures"]:
         lines += ["", "## Figures", ""]
         for fig in report["figures"]:
@@ -449,6 +536,34 @@ def _markdown(report: Mapping[str, Any], config: Mapping[str, Any], cells: dict[
     lines += ["## How to regenerate", "", "```bash", report["command"], "```",
               "", "Finished runs are reused; a rerun only scores what is missing.", ""]
     return "\n".join(lines)
+
+
+def _robustness_markdown(section: Mapping[str, Any], scorers: Sequence[str]) -> list[str]:
+    conf = 100 * section["confidence"]
+    lines = ["", f"## Effective robustness (ID: {section['id_task']})", "",
+             f"OOD top-1 minus the OOD top-1 that the line through the {len(section['baselines'])} discriminative "
+             f"baselines ({', '.join(section['baselines'])}) predicts at the scorer's ID top-1 (a least-squares "
+             f"line in logit-logit space); in brackets its {conf:g} % Clopper-Pearson interval (OOD sampling "
+             "error only). Positive: more robust than the baselines at that ID accuracy.", ""]
+    ood = section["ood"]
+    header = ["scorer", *(f"{t} ER (points)" for t in ood)]
+    body = []
+    for scorer in scorers:
+        row = [scorer + (" (baseline)" if scorer in section["baselines"] else "")]
+        for entry in ood.values():
+            r = entry.get("rows", {}).get(scorer)
+            row.append("-" if r is None else f"{100 * r['effective_robustness']:+.1f} "
+                       f"[{100 * r['effective_robustness_low']:+.1f}, {100 * r['effective_robustness_high']:+.1f}]")
+        body.append(row)
+    lines += _table(header, body)
+    lines += ["", "| OOD task | slope | intercept | R^2 (logit) | baselines |", "|---|---:|---:|---:|---:|"]
+    for task, entry in ood.items():
+        if "fit" in entry:
+            f = entry["fit"]
+            lines.append(f"| {task} | {f['slope']:.3f} | {f['intercept']:.3f} | {f['r2']:.3f} | {f['n']} |")
+        else:
+            lines.append(f"| {task} | no line: {_one_line(entry['error'])} | | | |")
+    return lines
 
 
 def _one_line(text: Any) -> str:

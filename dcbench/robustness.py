@@ -11,11 +11,12 @@ covers the OOD sampling error only: the ID accuracy and the fit are taken as exa
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["LogitLinearFit", "clopper_pearson", "effective_robustness", "fit_logit_linear", "logit", "sigmoid"]
+__all__ = ["LogitLinearFit", "clopper_pearson", "effective_robustness", "fit_logit_linear", "logit",
+           "robustness_section", "sigmoid"]
 
 #: accuracies are clipped to [EPS, 1 - EPS] before the logit (0 % and 100 % have no logit)
 EPS = 1e-4
@@ -93,3 +94,26 @@ def effective_robustness(fit: LogitLinearFit, id_accuracy: float, ood_correct: i
     return {"id_accuracy": id_accuracy, "ood_accuracy": ood, "ood_low": low, "ood_high": high,
             "predicted_ood": predicted, "effective_robustness": ood - predicted,
             "effective_robustness_low": low - predicted, "effective_robustness_high": high - predicted}
+
+
+def robustness_section(top1: Mapping[str, Mapping[str, tuple[float, int]]], id_task: str, ood_tasks: Sequence[str],
+                       baselines: Sequence[str], confidence: float = 0.995) -> dict[str, Any]:
+    """Effective robustness of every scorer on every OOD task, from ``top1[task][scorer] = (accuracy, n_images)``.
+
+    Per OOD task, the line is fitted to the ``baselines`` that have both accuracies; every scorer with both
+    gets its residual. A task whose line cannot be fitted says why instead.
+    """
+    out: dict[str, Any] = {"id_task": id_task, "baselines": list(baselines), "confidence": confidence, "ood": {}}
+    id_acc = top1.get(id_task, {})
+    for task in ood_tasks:
+        ood = top1.get(task, {})
+        pairs = [(b, id_acc[b][0], ood[b][0]) for b in baselines if b in id_acc and b in ood]
+        try:
+            fit = fit_logit_linear([p[1] for p in pairs], [p[2] for p in pairs])
+        except ValueError as err:
+            out["ood"][task] = {"error": str(err)}
+            continue
+        rows = {scorer: effective_robustness(fit, id_acc[scorer][0], round(acc * n), n, confidence)
+                for scorer, (acc, n) in ood.items() if scorer in id_acc}
+        out["ood"][task] = {"fit": fit.to_dict(), "rows": rows}
+    return out

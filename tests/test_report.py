@@ -60,7 +60,7 @@ def fake_scorers(monkeypatch):
 
 
 def _rng(config: dict[str, Any]) -> np.random.Generator:
-    key = f"{config['seed']}/{config['task']}/{config['scorer']['name']}"
+    key = json.dumps([config["seed"], config["task"], config["scorer"], config["data"]["dataset"]], sort_keys=True)
     return np.random.default_rng(zlib.crc32(key.encode()))
 
 
@@ -384,3 +384,56 @@ def test_real_runs_with_the_embedded_digits_model(tmp_path, capsys):
     [failure] = report["failures"]
     assert failure["scorer"] == "missing" and "no-such-model" in failure["error"]
     assert "digits_confusion_diffusion-classifier" in {Path(f["path"]).stem for f in report["figures"]}
+
+
+def write_robustness_config(path: Path) -> Path:
+    scorers = {f"b{i}": {"name": "report-test-features", "checkpoint": str(i)} for i in range(4)}
+    scorers["diffusion-classifier"] = {"name": "diffusion-classifier", "backbone": {"name": "unet-class"}}
+    tasks = {name: {"task": "classification", "data": {"dataset": {"name": "shapes-world", "split": name}}}
+             for name in ("clean", "noise", "blur")}
+    config = {"seed": 0, "scorers": scorers, "tasks": tasks, "trainer": {"accelerator": "cpu"}, "logger": "none",
+              "robustness": {"id": "clean", "ood": ["noise", "blur"], "baselines": ["b0", "b1", "b2", "b3"]}}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def test_the_robustness_section_fits_the_baselines_and_gives_residuals(tmp_path, fake_predict):
+    from scipy.stats import binomtest
+
+    config, out = write_robustness_config(tmp_path / "report.yaml"), tmp_path / "out"
+    assert main(["report", "--config", str(config), "--run-dir", str(out)]) == 0
+    report, md = load(out)
+
+    def top1(task: str, scorer: str) -> float:
+        return json.loads((out / "runs" / task / scorer / "metrics.json").read_text())["top1"]
+
+    logit = lambda p: np.log(np.clip(p, 1e-4, 1 - 1e-4) / (1 - np.clip(p, 1e-4, 1 - 1e-4)))  # noqa: E731
+    for task in ("noise", "blur"):
+        xs = [logit(top1("clean", f"b{i}")) for i in range(4)]
+        ys = [logit(top1(task, f"b{i}")) for i in range(4)]
+        slope, intercept = np.polyfit(xs, ys, 1)
+        entry = report["robustness"]["ood"][task]
+        assert entry["fit"]["slope"] == pytest.approx(slope) and entry["fit"]["n"] == 4
+        dc = entry["rows"]["diffusion-classifier"]
+        predicted = 1 / (1 + np.exp(-(slope * logit(top1("clean", "diffusion-classifier")) + intercept)))
+        assert dc["effective_robustness"] == pytest.approx(top1(task, "diffusion-classifier") - predicted)
+        ci = binomtest(round(24 * top1(task, "diffusion-classifier")), 24).proportion_ci(0.995, "exact")
+        assert dc["effective_robustness_low"] == pytest.approx(ci.low - predicted)
+    assert "## Effective robustness (ID: clean)" in md and "| b0 (baseline) |" in md
+    assert "| scorer | clean top-1 % | noise top-1 % | blur top-1 % | clean NFE/img | clean ECE |" in md
+    stems = {Path(f["path"]).stem for f in report["figures"]}
+    assert "effective_robustness" in stems and "clean_accuracy" in stems and "noise_accuracy" not in stems
+
+
+def test_bad_robustness_sections_are_clear_errors(tmp_path, capsys):
+    path = write_robustness_config(tmp_path / "report.yaml")
+    config = yaml.safe_load(path.read_text())
+    config["robustness"]["baselines"] = ["b0", "nope"]
+    path.write_text(yaml.safe_dump(config))
+    assert main(["report", "--config", str(path), "--run-dir", str(tmp_path / "out")]) == 2
+    assert "robustness.baselines must name at least 2 scorer rows of the config (unknown: ['nope'])" in \
+        capsys.readouterr().err
+    config["robustness"] = {"id": "clean", "ood": ["fog"], "baselines": ["b0", "b1"]}
+    path.write_text(yaml.safe_dump(config))
+    assert main(["report", "--config", str(path), "--run-dir", str(tmp_path / "out")]) == 2
+    assert "robustness task 'fog' is not a classification task" in capsys.readouterr().err

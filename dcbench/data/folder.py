@@ -1,4 +1,4 @@
-"""Datasets stored as folders: any ``ROOT/<class>/<image>`` tree, and ImageNet in that layout."""
+"""Datasets stored as folders: any ``ROOT/<class>/<image>`` tree, and ImageNet, ImageNet-A and ImageNet-V2."""
 
 from __future__ import annotations
 
@@ -58,19 +58,49 @@ def imagefolder(root: str, classes: list[str] | None = None) -> ImageFolder:
     return ImageFolder(root, classes)
 
 
-@DATASETS.register("imagenet")
-def imagenet(root: str, split: str = "val") -> ImageFolder:
-    """ImageNet-1k as ``ROOT/<split>/<wnid>/*.JPEG`` (1,000 synset folders); class names from timm."""
+def _synset_folders(path: Path, what: str) -> ImageFolder:
+    """``path/<wnid>/*`` with ImageNet-1k synset folders (all 1,000, or a subset); class names from timm."""
     from timm.data import ImageNetInfo
 
     info = ImageNetInfo()
-    path = Path(root).expanduser() / split
     if not path.is_dir():
-        raise DatasetNotFoundError(f"ImageNet {split} split not found at {path}: arrange it as "
-                                   f"{path}/<wnid>/<image>.JPEG (one folder per synset, e.g. n01440764)")
+        raise DatasetNotFoundError(f"{what} not found at {path}: arrange it as {path}/<wnid>/<image> (one folder "
+                                   "per synset, e.g. n01440764)")
     folders = sorted(p.name for p in path.iterdir() if p.is_dir())
-    known = set(info.label_names())
-    if set(folders) - known:
-        raise DatasetNotFoundError(f"{path} has folders that are not ImageNet-1k synsets, e.g. "
-                                   f"{sorted(set(folders) - known)[:3]}")
+    unknown = sorted(set(folders) - set(info.label_names()))
+    if unknown:
+        raise DatasetNotFoundError(f"{path} has folders that are not ImageNet-1k synsets, e.g. {unknown[:3]}")
     return ImageFolder(path, [info.label_name_to_description(f) for f in folders])
+
+
+@DATASETS.register("imagenet")
+def imagenet(root: str, split: str = "val") -> ImageFolder:
+    """ImageNet-1k as ``ROOT/<split>/<wnid>/*.JPEG`` (1,000 synset folders); class names from timm."""
+    return _synset_folders(Path(root).expanduser() / split, f"ImageNet {split} split")
+
+
+@DATASETS.register("imagenet-a")
+def imagenet_a(root: str) -> ImageFolder:
+    """ImageNet-A (Hendrycks et al.) as released: ``ROOT/<wnid>/*.jpg``, 200 of the 1,000 ImageNet classes.
+
+    Its classes are those 200 synsets' names, so a classifier over ImageNet's classes compares only them
+    (the paper's 200-class evaluation).
+    """
+    return _synset_folders(Path(root).expanduser(), "ImageNet-A")
+
+
+@DATASETS.register("imagenet-v2")
+def imagenet_v2(root: str) -> ImageFolder:
+    """ImageNet-V2 (Recht et al.) as released: ``ROOT/<class index 0..999>/*.jpeg``; class names from timm."""
+    from timm.data import ImageNetInfo
+
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DatasetNotFoundError(f"ImageNet-V2 not found at {path}: unpack e.g. "
+                                   "imagenetv2-matched-frequency.tar.gz there (ROOT/<class index>/<image>.jpeg)")
+    folders = sorted(p.name for p in path.iterdir() if p.is_dir())
+    if not folders or not all(f.isdigit() and int(f) < 1000 for f in folders):
+        raise DatasetNotFoundError(f"{path} must hold one folder per ImageNet class index (0 to 999), "
+                                   f"found e.g. {folders[:3]}")
+    info = ImageNetInfo()
+    return ImageFolder(path, [info.index_to_description(int(f)) for f in folders])

@@ -10,7 +10,7 @@ def make_folder(root, classes=("cat", "dog"), per_class=2):
         (root / c).mkdir(parents=True)
         for i in range(per_class):
             Image.new("RGB", (10, 12), (40 * i, 80, 120)).save(root / c / f"{i}.png")
-    (root / "cat" / "notes.txt").write_text("not an image")  # ignored: not an image suffix
+    (root / classes[0] / "notes.txt").write_text("not an image")  # ignored: not an image suffix
     return root
 
 
@@ -46,3 +46,22 @@ def test_imagenet_folder_uses_class_names(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "val" / "n01440764" / "a.JPEG")
     ds = DATASETS.build({"name": "imagenet", "root": str(tmp_path)})
     assert ds.classes[0].startswith("tench")
+
+
+def test_imagenet_a_is_a_subset_of_synsets_with_their_names(tmp_path):
+    root = make_folder(tmp_path / "a", classes=("n01498041", "n01531178"), per_class=1)  # stingray, goldfinch
+    ds = DATASETS.build({"name": "imagenet-a", "root": str(root)})
+    assert [c.split(",")[0] for c in ds.classes] == ["stingray", "goldfinch"] and len(ds) == 2
+    (root / "cats").mkdir()
+    with pytest.raises(DatasetNotFoundError, match="not ImageNet-1k synsets"):
+        DATASETS.build({"name": "imagenet-a", "root": str(root)})
+
+
+def test_imagenet_v2_maps_class_index_folders_to_names(tmp_path):
+    root = make_folder(tmp_path / "v2", classes=("0", "1", "10"), per_class=1)
+    ds = DATASETS.build({"name": "imagenet-v2", "root": str(root)})
+    # folders sort as text ("0", "1", "10"): each keeps its own index's name
+    assert [c.split(",")[0] for c in ds.classes] == ["tench", "goldfish", "brambling"]
+    assert ds.load(2)[1] == 2 and ds.image_id(2) == "10/0.png"
+    with pytest.raises(DatasetNotFoundError, match="ImageNet-V2 not found"):
+        DATASETS.build({"name": "imagenet-v2", "root": str(tmp_path / "missing")})
