@@ -18,6 +18,8 @@ import numpy as np
 __all__ = ["accuracy_vs_nfe", "classification_bars", "confusion_figure", "confusion_matrix", "effective_robustness",
            "matching_bars", "nfe_vs_classes", "reliability_bins", "reliability_diagram", "wall_bars"]
 
+#: accuracy ticks of logit-scaled axes
+LOGIT_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
 RELIABILITY_BINS = 15  # as metrics.ECE_BINS: the diagram shows the bins the ECE is computed over
 DPI = 120
 
@@ -246,6 +248,8 @@ def effective_robustness(path: Path, id_task: str, panels: Sequence[Mapping[str,
     ``scorers`` [(name, id, ood, low, high, colour index)]: baselines as grey dots and their fitted line,
     scorers as coloured points with their Clopper-Pearson intervals; the dashed diagonal is ID = OOD.
     """
+    from matplotlib.ticker import NullFormatter
+
     from dcbench.robustness import EPS, logit, sigmoid
 
     cols = min(3, len(panels))
@@ -253,28 +257,34 @@ def effective_robustness(path: Path, id_task: str, panels: Sequence[Mapping[str,
     figure = _figure(4.0 * cols, 3.6 * rows + 0.4)
     axes = np.atleast_1d(figure.subplots(rows, cols, squeeze=False)).ravel()
     for ax, panel in zip(axes, panels, strict=False):
-        points = [*((b[1], b[2]) for b in panel["baselines"]), *((s[1], s[2]) for s in panel["scorers"])]
-        low = max(min(min(p) for p in points) * 0.8, 0.02)
-        span = np.array([low, 1 - EPS * 10])
+        points = [*((b[1], b[2]) for b in panel["baselines"]), *((s[1], s[2], s[3], s[4]) for s in panel["scorers"])]
+        values = [v for p in points for v in p]
+        lo = sigmoid(logit(max(min(values), 0.01)) - 0.4)
+        hi = sigmoid(logit(min(max(values), 1 - EPS * 10)) + 0.4)
+        span = np.array([lo, hi])
         ax.set_xscale("logit")
         ax.set_yscale("logit")
         ax.plot(span, span, ls="--", color="0.6", lw=0.8, label="ID = OOD")
-        xs = np.linspace(logit(span[0]), logit(span[1]), 100)
+        xs = np.linspace(logit(lo), logit(hi), 100)
         fit = panel["fit"]
         ax.plot([sigmoid(x) for x in xs], [sigmoid(fit["slope"] * x + fit["intercept"]) for x in xs],
                 color="tab:red", lw=1.2, label=f"fit to baselines (n={fit['n']})")
         ax.scatter([b[1] for b in panel["baselines"]], [b[2] for b in panel["baselines"]], s=14, color="0.45",
                    zorder=3, label="discriminative baselines")
-        for name, id_acc, ood, lo, hi, colour in panel["scorers"]:
-            ax.errorbar([id_acc], [ood], yerr=[[ood - lo], [hi - ood]], fmt="o", ms=5, capsize=3,
+        for name, id_acc, ood, low, high, colour in panel["scorers"]:
+            ax.errorbar([id_acc], [ood], yerr=[[ood - low], [high - ood]], fmt="o", ms=5, capsize=3,
                         color=_colour(colour), zorder=4, label=name)
-        ax.set_xlim(span[0], 0.999)
-        ax.set_ylim(min(span[0], min(p[1] for p in points) * 0.8), 0.999)
+        ticks = [t for t in LOGIT_TICKS if lo <= t <= hi]
+        for axis, setter in ((ax.xaxis, ax.set_xticks), (ax.yaxis, ax.set_yticks)):
+            setter(ticks, [f"{100 * t:g}" for t in ticks])
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
         ax.set_title(f"{panel['ood']}", fontsize=9)
-        ax.set_xlabel(f"{id_task} top-1 (ID)", fontsize=8)
-        ax.set_ylabel(f"{panel['ood']} top-1 (OOD)", fontsize=8)
+        ax.set_xlabel(f"{id_task} top-1 % (ID)", fontsize=8)
+        ax.set_ylabel(f"{panel['ood']} top-1 % (OOD)", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     axes[0].legend(fontsize=6, loc="upper left")

@@ -2,11 +2,12 @@
 
     python docs/render_results.py --from runs/report         # copy report.md, report.json, figures/; render
     python docs/render_results.py --from-bench runs/bench    # copy bench.json, figures/; render
+    python docs/render_results.py --from-supervised runs/supervised   # the supervised study's report
     python docs/render_results.py                            # re-render the README blocks from docs/results/
     python docs/render_results.py --check                    # exit 1 if a README block is stale (tests run this)
 
-The README's numbers are the tables of docs/results/zero_shot/report.md (copied verbatim) and tables
-rendered from docs/results/bench/bench.json: never typed.
+The README's numbers are the tables of docs/results/zero_shot/report.md and docs/results/supervised/report.md
+(copied verbatim) and tables rendered from docs/results/bench/bench.json: never typed.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results" / "zero_shot"
 BENCH = ROOT / "docs" / "results" / "bench"
+SUPERVISED = ROOT / "docs" / "results" / "supervised"
 README = ROOT / "README.md"
 BEGIN = "<!-- BEGIN generated from docs/results/zero_shot/report.md -->"
 BENCH_BEGIN = "<!-- BEGIN generated from docs/results/bench/bench.json -->"
+SUPERVISED_BEGIN = "<!-- BEGIN generated from docs/results/supervised/report.md -->"
 END = "<!-- END generated -->"
 
 
@@ -59,6 +62,19 @@ def render() -> str:
             lines += [f"**{line[3:]}**", *_section(report, line[3:])]
     lines += ["Figures, the per-task tables and the command that made them: "
               "[docs/results/zero_shot/report.md](docs/results/zero_shot/report.md).", "", END]
+    return "\n".join(line for i, line in enumerate(lines) if line or (i and lines[i - 1]))
+
+
+def render_supervised() -> str:
+    """The supervised study: its results table, its effective-robustness section and plot."""
+    report = (SUPERVISED / "report.md").read_text()
+    meta = [line for line in report.splitlines() if line.startswith("- generated")]
+    robustness = next(line[3:] for line in report.splitlines() if line.startswith("## Effective robustness"))
+    lines = [SUPERVISED_BEGIN, "", *meta, "", *_section(report, "Results"), f"**{robustness}**",
+             *_section(report, robustness), "",
+             "![effective robustness](docs/results/supervised/figures/effective_robustness.png)", "",
+             "Figures and the command that made them: "
+             "[docs/results/supervised/report.md](docs/results/supervised/report.md).", "", END]
     return "\n".join(line for i, line in enumerate(lines) if line or (i and lines[i - 1]))
 
 
@@ -109,15 +125,21 @@ def main() -> int:
     parser.add_argument("--from", dest="run_dir", type=Path, help="a finished `dcbench report` run directory")
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--from-bench", dest="bench_dir", type=Path, help="a finished `dcbench bench` run directory")
+    parser.add_argument("--from-supervised", dest="supervised_dir", type=Path,
+                        help="a finished `dcbench report --config configs/embedded/supervised.yaml` run directory")
     args = parser.parse_args()
     if args.run_dir:
         publish(args.run_dir, RESULTS, ("report.md", "report.json"), "dcbench report")
     if args.bench_dir:
         publish(args.bench_dir, BENCH, ("bench.json",), "dcbench bench")
+    if args.supervised_dir:
+        publish(args.supervised_dir, SUPERVISED, ("report.md", "report.json"), "dcbench report")
     text = README.read_text()
     updated = _replace(text, BEGIN, render())
     if (BENCH / "bench.json").is_file():
         updated = _replace(updated, BENCH_BEGIN, render_bench())
+    if (SUPERVISED / "report.md").is_file():
+        updated = _replace(updated, SUPERVISED_BEGIN, render_supervised())
     if args.check:
         return 0 if updated == text else 1
     README.write_text(updated)
