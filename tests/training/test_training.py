@@ -53,3 +53,42 @@ def test_text_denoiser_step_and_caption_dropout(tiny_text_unet_dir):
     loss.backward()
     assert any(p.grad is not None for p in backbone.unet.parameters())
     assert all(p.grad is None for p in backbone.clip.parameters())  # the text tower stays frozen
+
+
+@pytest.mark.parametrize("learned_variance", [False, True])
+def test_denoiser_loss_is_simple_or_hybrid(learned_variance):
+    """With learned variance: simple loss + the bound on (detached eps, v), so the bound trains v alone."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from dcbench.diffusion.process import VPProcess
+    from dcbench.diffusion.vlb import vlb_terms
+    from dcbench.training.denoiser import DenoiserTraining
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=2 if learned_variance else 1,
+                       block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=2, num_class_embeds=3,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+    process = VPProcess.from_scheduler(DDPMScheduler(num_train_timesteps=1000))
+    module = DenoiserTraining(unet, process)
+    images, labels = torch.rand(4, 1, 8, 8) * 2 - 1, torch.tensor([0, 1, 2, 0])
+    torch.manual_seed(1)
+    loss = module.training_step((images, labels), 0)
+    torch.manual_seed(1)  # the same t and eps, by hand
+    t = torch.randint(0, 1000, (4,))
+    eps = torch.randn_like(images)
+    x_t = process.add_noise(images, eps, t)
+    with torch.no_grad():
+        out = unet(x_t, t, class_labels=labels).sample
+    expected = torch.nn.functional.mse_loss(out[:, :1], eps)
+    if learned_variance:
+        expected = expected + vlb_terms(process, images, x_t, t, out[:, :1], out[:, 1:]).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    if learned_variance:  # the bound trains the variance channels; the eps channels learn from the simple loss
+        module.zero_grad()
+        torch.manual_seed(1)
+        module.training_step((images, labels), 0).backward()
+        hybrid = unet.conv_out.weight.grad.clone()
+        module.zero_grad()
+        torch.nn.functional.mse_loss(unet(x_t, t, class_labels=labels).sample[:, :1], eps).backward()
+        simple = unet.conv_out.weight.grad
+        assert torch.allclose(hybrid[0], simple[0], atol=1e-6) and hybrid[1].abs().sum() > 0
