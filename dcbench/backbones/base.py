@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -163,11 +163,12 @@ def split_learned_variance(out: Tensor, channels: int) -> tuple[Tensor, Tensor |
 def class_ids(labels: LabelSet, model_classes: Sequence[str] | None, num_model_classes: int) -> Tensor:
     """Model class id for every prompt of ``labels``.
 
-    With ``model_classes`` known, dataset class names are looked up among them, so a subset of the
-    model's classes works: a name matches a whole entry first, else one of an entry's comma-separated
-    synonyms (ImageNet's "tench, Tinca tinca"). A name that several entries share (ImageNet has two
-    "crane"s and two "cardigan"s) takes them in order of appearance. Without names, dataset class i is
-    model class i.
+    With ``model_classes`` known, names are looked up among them, so a subset of the model's classes
+    works: a prompt that names a model class stands for it (ObjectNet's classes each cover several ImageNet
+    classes, one prompt each), any other prompt for its class's name. A name matches a whole entry first,
+    else one of an entry's comma-separated synonyms (ImageNet's "tench, Tinca tinca"). A name that several
+    entries share (ImageNet has two "crane"s and two "cardigan"s) takes them in order of appearance. Without
+    names, dataset class i is model class i.
     """
     if model_classes is None:
         if labels.num_classes > num_model_classes:
@@ -180,20 +181,29 @@ def class_ids(labels: LabelSet, model_classes: Sequence[str] | None, num_model_c
         whole[_normal(entry)].append(i)
         for name in entry.split(","):
             synonym[_normal(name)].append(i)
-    uses: Counter[str] = Counter()
-    per_class, missing = [], []
-    for name in labels.classes:
+    owners: dict[str, list[int]] = defaultdict(list)  # per name, the dataset classes using it, in order
+
+    def lookup(name: str, owner: int) -> int | None:
         key = _normal(name)
         ids = whole.get(key) or synonym.get(key)
         if not ids:
-            missing.append(name)
-            continue
-        per_class.append(ids[min(uses[key], len(ids) - 1)])
-        uses[key] += 1
+            return None
+        if owner not in owners[key]:
+            owners[key].append(owner)
+        return ids[min(owners[key].index(owner), len(ids) - 1)]
+
+    result, missing = [], []
+    for prompt, owner in zip(labels.prompts, labels.prompt_class, strict=True):
+        found = lookup(prompt, owner)
+        if found is None:
+            found = lookup(labels.classes[owner], owner)
+        if found is None:
+            missing.append(labels.classes[owner])
+        result.append(found)
     if missing:
-        raise LabelSetError(f"classes {missing[:5]} are not among the model's {len(model_classes)} class names "
-                            f"(e.g. {list(model_classes[:3])}); rename them to the model's names")
-    return torch.tensor([per_class[c] for c in labels.prompt_class], dtype=torch.long)
+        raise LabelSetError(f"classes {sorted(set(missing))[:5]} are not among the model's {len(model_classes)} "
+                            f"class names (e.g. {list(model_classes[:3])}); rename them to the model's names")
+    return torch.tensor(result, dtype=torch.long)
 
 
 def _normal(name: str) -> str:

@@ -7,19 +7,12 @@ from torch import Tensor
 
 from dcbench.backbones.base import class_ids, load_pretrained, load_process, read_class_names, split_learned_variance
 from dcbench.backbones.latent import LatentBackbone, VAEEncoder
+from dcbench.data.folder import imagenet_class_names
 from dcbench.data.labels import LabelSet
 from dcbench.diffusion.process import VPProcess
 from dcbench.registry import BACKBONES
 
-__all__ = ["DiT", "imagenet_class_names"]
-
-
-def imagenet_class_names() -> list[str]:
-    """The 1,000 ImageNet-1k class names in class-id order (timm ships them; no download)."""
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo()
-    return [info.index_to_description(i) for i in range(1000)]
+__all__ = ["DiT"]
 
 
 class DiT(LatentBackbone):

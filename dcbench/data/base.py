@@ -27,6 +27,10 @@ class ImageDataset(Dataset, ABC):
     """
 
     classes: list[str]
+    #: For datasets whose classes each cover several of a model's classes (ObjectNet's cover ImageNet's):
+    #: the names each class goes by. The label set gets one prompt per name, so a classifier that picks the
+    #: best prompt scores the class by its best member (the usual ObjectNet protocol).
+    class_members: list[list[str]] | None = None
 
     @abstractmethod
     def __len__(self) -> int: ...

@@ -98,16 +98,16 @@ class ClassificationDataModule(ScoringDataModule):
         self.labels: LabelSet | None = None
 
     def prepare(self, dataset: ImageDataset) -> None:
-        self.labels = self._label_set(dataset.classes)
+        self.labels = self._label_set(dataset.classes, dataset.class_members)
 
     def item_id(self, index: int) -> str:
         return self.dataset.image_id(index)
 
-    def _label_set(self, classes: Sequence[str]) -> LabelSet:
+    def _label_set(self, classes: Sequence[str], members: Sequence[Sequence[str]] | None = None) -> LabelSet:
         if self.prompts is not None:
             return LabelSet.from_csv(self.prompts, classes)
         templates = load_templates(self.templates) if self.templates is not None else ["{}"]
-        return LabelSet.from_classes(classes, templates)
+        return LabelSet.from_classes(classes, templates, members)
 
     def predict_dataloader(self) -> DataLoader:
         items = _Items(self.dataset, self.indices, self.image_size, self.image_channels)

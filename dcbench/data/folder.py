@@ -1,4 +1,4 @@
-"""Datasets stored as folders: any ``ROOT/<class>/<image>`` tree, and ImageNet, ImageNet-A and ImageNet-V2."""
+"""Datasets stored as folders: any ``ROOT/<class>/<image>`` tree; ImageNet, ImageNet-A, ImageNet-V2, ObjectNet."""
 
 from __future__ import annotations
 
@@ -9,22 +9,29 @@ from PIL import Image, UnidentifiedImageError
 from dcbench.data.base import BadImageError, DatasetNotFoundError, ImageDataset
 from dcbench.registry import DATASETS
 
-__all__ = ["ImageFolder"]
+__all__ = ["ImageFolder", "imagenet_class_names"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
 class ImageFolder(ImageDataset):
-    """Images under ``root/<class name>/...``; classes sorted by folder name; ids are relative paths."""
+    """Images under ``root/<class name>/...``; classes sorted by folder name; ids are relative paths.
 
-    def __init__(self, root: str | Path, classes: list[str] | None = None) -> None:
+    ``folders``: use only these sub-folders, in this order (default: all, sorted).
+    """
+
+    def __init__(self, root: str | Path, classes: list[str] | None = None, folders: list[str] | None = None) -> None:
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise DatasetNotFoundError(f"image folder {self.root} does not exist: put one sub-folder of images "
                                        f"per class there (ROOT/<class>/<image>.jpg), or point `root` at it")
-        folders = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-        if not folders:
+        present = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        if not present:
             raise DatasetNotFoundError(f"{self.root} has no class sub-folders (expected ROOT/<class>/<image>)")
+        absent = [f for f in folders or () if f not in present]
+        if absent:
+            raise DatasetNotFoundError(f"{self.root} lacks the class folder(s) {absent[:5]}")
+        folders = list(folders) if folders is not None else present
         self.folders = folders
         self.classes = list(classes) if classes is not None else folders
         if len(self.classes) != len(folders):
@@ -104,3 +111,69 @@ def imagenet_v2(root: str) -> ImageFolder:
                                    f"found e.g. {folders[:3]}")
     info = ImageNetInfo()
     return ImageFolder(path, [info.index_to_description(int(f)) for f in folders])
+
+
+@DATASETS.register("objectnet")
+def objectnet(root: str, border: int = 2) -> ImageFolder:
+    """ObjectNet 1.0 (Barbu et al.) as released, restricted to the 113 classes that overlap ImageNet-1k.
+
+    ``root`` is the unpacked ``objectnet-1.0`` folder: ``images/<folder>/*.png`` and ``mappings/`` (shipped
+    with the dataset). Each ObjectNet class covers one or more ImageNet classes (``objectnet_to_imagenet_1k.json``;
+    e.g. "Alarm clock": analog and digital clock), so its label set has one prompt per ImageNet class: a
+    classifier over ImageNet classes restricted to the mapped ones, whose pick counts for the ObjectNet class
+    it belongs to (the evaluation of Li et al. 2023 and earlier work). ``border``: pixels cropped from each
+    side (ObjectNet images carry a 1-2 px red frame that the usual protocol removes).
+    """
+    import json
+
+    base = Path(root).expanduser()
+    maps = base / "mappings"
+    needed = ["folder_to_objectnet_label.json", "objectnet_to_imagenet_1k.json", "imagenet_to_label_2012_v2",
+              "pytorch_to_imagenet_2012_id.json"]
+    lacking = [name for name in needed if not (maps / name).is_file()]
+    if lacking:
+        raise DatasetNotFoundError(f"ObjectNet not found at {base}: expected the unpacked objectnet-1.0 folder with "
+                                   f"images/ and mappings/ ({', '.join(lacking)} missing)")
+    folder_of = {label: folder for folder, label in json.loads((maps / "folder_to_objectnet_label.json")
+                                                               .read_text(encoding="utf-8")).items()}
+    to_imagenet = json.loads((maps / "objectnet_to_imagenet_1k.json").read_text(encoding="utf-8"))
+    # imagenet_to_label_2012_v2 lists ImageNet labels in the 2012 id order; pytorch_to_imagenet_2012_id maps
+    # the usual (torchvision/timm) class index to that order.
+    line_labels = [line.strip() for line in (maps / "imagenet_to_label_2012_v2").read_text(encoding="utf-8")
+                   .splitlines() if line.strip()]
+    index_of_line = {int(line): int(index) for index, line in json.loads((maps / "pytorch_to_imagenet_2012_id.json")
+                                                                         .read_text(encoding="utf-8")).items()}
+    index_of_label = {label: index_of_line[line] for line, label in enumerate(line_labels)}
+    names = imagenet_class_names()
+    classes = sorted(to_imagenet)
+    unknown = [label for label in classes if label not in folder_of]
+    if unknown:
+        raise DatasetNotFoundError(f"{maps}: classes {unknown[:3]} of objectnet_to_imagenet_1k.json have no folder "
+                                   "in folder_to_objectnet_label.json; the mapping files do not belong together")
+    members = [[names[index_of_label[label]] for label in to_imagenet[c].split("; ")] for c in classes]
+    return _ObjectNet(base / "images", classes, [folder_of[label] for label in classes], members, border)
+
+
+class _ObjectNet(ImageFolder):
+    """An image folder whose classes cover several ImageNet classes and whose images lose a border."""
+
+    def __init__(self, root: Path, classes: list[str], folders: list[str], members: list[list[str]],
+                 border: int) -> None:
+        super().__init__(root, classes, folders)
+        self.class_members = members
+        self.border = border
+
+    def load(self, index: int) -> tuple[Image.Image, int]:
+        image, label = super().load(index)
+        if self.border:
+            width, height = image.size
+            image = image.crop((self.border, self.border, width - self.border, height - self.border))
+        return image, label
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1,000 ImageNet-1k class names in class-index order, as timm ships them (no download)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return [info.index_to_description(i) for i in range(1000)]

@@ -53,18 +53,28 @@ class LabelSet:
         return LabelSet(tuple(self.classes[i] for i in keep), tuple(p for p, _ in pairs), tuple(c for _, c in pairs))
 
     @classmethod
-    def from_classes(cls, classes: Sequence[str], templates: Sequence[str] = ("{}",)) -> LabelSet:
-        """One prompt per (class, template); ``{}`` in a template is replaced by the class name."""
+    def from_classes(cls, classes: Sequence[str], templates: Sequence[str] = ("{}",),
+                     names: Sequence[Sequence[str]] | None = None) -> LabelSet:
+        """One prompt per (class, name, template); ``{}`` in a template is replaced by the name.
+
+        ``names``: the names each class goes by, when a class stands for several (each ObjectNet class
+        covers one or more ImageNet classes); by default a class goes by its own name.
+        """
+        if names is None:
+            names = [[name] for name in classes]
+        if len(names) != len(classes):
+            raise LabelSetError(f"{len(names)} name lists given for {len(classes)} classes")
         if not templates:
             raise LabelSetError("the template list is empty: give at least one template such as 'a photo of a {}.'")
         bad = [t for t in templates if "{}" not in t]
         if bad:
             raise LabelSetError(f"templates must contain '{{}}' where the class name goes: {bad[:3]}")
         prompts, owners = [], []
-        for i, name in enumerate(classes):
-            for template in templates:
-                prompts.append(template.replace("{}", name))
-                owners.append(i)
+        for i, class_names in enumerate(names):
+            for name in class_names:
+                for template in templates:
+                    prompts.append(template.replace("{}", name))
+                    owners.append(i)
         return cls(tuple(classes), tuple(prompts), tuple(owners))
 
     @classmethod

@@ -193,6 +193,7 @@ class ShiftedDataset(ImageDataset):
     def __init__(self, dataset: ImageDataset, shift: Shift, shift_name: str, seed: int = 0) -> None:
         self.dataset, self.shift, self.shift_name, self.seed = dataset, shift, shift_name, seed
         self.classes = list(dataset.classes)
+        self.class_members = dataset.class_members
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -84,6 +84,12 @@ def test_imagenet_class_names_map_to_their_own_ids(dit_1k):
     assert dit_1k.encode_conditions(labels).tolist() == list(range(1000))
 
 
+def test_a_class_covering_several_model_classes_gets_one_condition_per_member(dit_1k):
+    # ObjectNet's "Alarm clock" is ImageNet's analog clock (409) and digital clock (530)
+    labels = LabelSet.from_classes(["Alarm clock", "goldfish"], names=[["analog clock", "digital clock"], ["goldfish"]])
+    assert dit_1k.encode_conditions(labels).tolist() == [409, 530, 1]
+
+
 def test_without_names_dataset_class_i_is_model_class_i(tiny_info, tmp_path):
     path = tiny_info.write_dit(tmp_path / "dit-anon", id2label=None, num_classes=4)
     backbone = build(path)

@@ -1,7 +1,11 @@
+import json
+
 import pytest
 from PIL import Image
 
 from dcbench.data.base import BadImageError, DatasetNotFoundError
+from dcbench.data.folder import imagenet_class_names
+from dcbench.data.labels import LabelSet
 from dcbench.registry import DATASETS
 
 
@@ -65,3 +69,37 @@ def test_imagenet_v2_maps_class_index_folders_to_names(tmp_path):
     assert ds.load(2)[1] == 2 and ds.image_id(2) == "10/0.png"
     with pytest.raises(DatasetNotFoundError, match="ImageNet-V2 not found"):
         DATASETS.build({"name": "imagenet-v2", "root": str(tmp_path / "missing")})
+
+
+def make_objectnet(root):
+    """A two-class ObjectNet 1.0 layout with its mapping files (real files list 313 folders, 1,000 labels)."""
+    for folder in ("alarm_clock", "backpack", "bench"):  # "bench" has no ImageNet class: not used
+        (root / "images" / folder).mkdir(parents=True)
+        Image.new("RGB", (20, 16), "red").save(root / "images" / folder / "1.png")
+    maps = root / "mappings"
+    maps.mkdir()
+    (maps / "folder_to_objectnet_label.json").write_text(json.dumps(
+        {"alarm_clock": "Alarm clock", "backpack": "Backpack", "bench": "Bench"}))
+    (maps / "objectnet_to_imagenet_1k.json").write_text(json.dumps(
+        {"Backpack": "backpack, back pack, knapsack", "Alarm clock": "analog clock; digital clock"}))
+    (maps / "imagenet_to_label_2012_v2").write_text("digital clock\nanalog clock\nbackpack, back pack, knapsack\n")
+    (maps / "pytorch_to_imagenet_2012_id.json").write_text(json.dumps({"530": 0, "409": 1, "414": 2}))
+    return root
+
+
+def test_objectnet_keeps_the_imagenet_overlap_and_maps_each_class_to_its_members(tmp_path):
+    ds = DATASETS.build({"name": "objectnet", "root": str(make_objectnet(tmp_path / "objectnet-1.0"))})
+    assert ds.classes == ["Alarm clock", "Backpack"] and len(ds) == 2
+    names = imagenet_class_names()
+    assert ds.class_members == [[names[409], names[530]], [names[414]]]
+    image, label = ds.load(1)
+    assert label == 1 and image.size == (16, 12)  # the 2-pixel frame is cropped
+    labels = LabelSet.from_classes(ds.classes, names=ds.class_members)
+    assert labels.prompts == (names[409], names[530], names[414]) and labels.prompt_class == (0, 0, 1)
+
+
+def test_objectnet_without_mappings_says_what_is_missing(tmp_path):
+    root = make_objectnet(tmp_path / "objectnet-1.0")
+    (root / "mappings" / "objectnet_to_imagenet_1k.json").unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"objectnet_to_imagenet_1k\.json missing"):
+        DATASETS.build({"name": "objectnet", "root": str(root)})
