@@ -157,3 +157,19 @@ def test_end_to_end_staged_diffusion_classifier(tiny_dit_dir, tiny_info, run_tin
         assert sorted(record["pruned_at"], key=str) == [0, 1, None]
         assert record["pruned_at"][record["prediction"]] is None
         assert record["prediction"] in range(n_classes)
+
+
+def test_the_variational_bound_objectives_run_on_dit(dit, images):
+    from dcbench.diffusion.pruning import NoPruning
+    from dcbench.diffusion.samplers import EvenSampler
+    from dcbench.scorers.diffusion_classifier import DiffusionClassifier
+
+    assert dit.learned_variance
+    labels = LabelSet.from_classes(["cat", "dog", "hen"])
+    errors = {}
+    for loss in ("l2", "vlb", "l2+vlb"):
+        scorer = DiffusionClassifier(dit, EvenSampler(), NoPruning(3), loss=loss, batch_size=64)
+        scorer.prepare(labels)
+        errors[loss] = torch.tensor([r["errors"] for r in scorer.score(images, ["a", "b"])])
+    assert torch.isfinite(errors["vlb"]).all() and (errors["vlb"] > 0).all()  # KLs and a decoder NLL
+    torch.testing.assert_close(errors["l2+vlb"], errors["l2"] + errors["vlb"], rtol=1e-5, atol=1e-6)
