@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["accuracy_vs_nfe", "classification_bars", "confusion_figure", "confusion_matrix", "effective_robustness",
-           "matching_bars", "nfe_vs_classes", "reliability_bins", "reliability_diagram", "wall_bars"]
+           "image_grid", "matching_bars", "nfe_vs_classes", "reliability_bins", "reliability_diagram", "wall_bars"]
 
 #: accuracy ticks of logit-scaled axes
 LOGIT_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999)
@@ -290,4 +290,21 @@ def effective_robustness(path: Path, id_task: str, panels: Sequence[Mapping[str,
     axes[0].legend(fontsize=6, loc="upper left")
     figure.suptitle("Effective robustness: OOD accuracy above the baselines' line (intervals: Clopper-Pearson)",
                     fontsize=10)
+    return _save(figure, path)
+
+
+def image_grid(path: Path, title: str, columns: Sequence[tuple[str, Sequence[Any]]]) -> Path:
+    """Images side by side: one column per (name, PIL images), one row per image index."""
+    n_rows = max(len(images) for _, images in columns)
+    figure = _figure(1.3 * len(columns), 1.3 * n_rows + 0.5)
+    axes = figure.subplots(n_rows, len(columns), squeeze=False)
+    for col, (name, images) in enumerate(columns):
+        axes[0, col].set_title(name, fontsize=7)
+        for row in range(n_rows):
+            ax = axes[row, col]
+            ax.set_axis_off()
+            if row < len(images):
+                image = images[row]
+                ax.imshow(np.asarray(image), cmap="gray" if image.mode == "L" else None, vmin=0, vmax=255)
+    figure.suptitle(title, fontsize=9)
     return _save(figure, path)

@@ -45,6 +45,7 @@ __all__ = ["REPORT_SECTIONS", "Cell", "ReportError", "add_arguments", "build_rep
 REPORT_SECTIONS = ("seed", "scorers", "tasks", "trainer", "logger", "robustness")
 #: above this many tasks the main table shows top-1 per task only (the other metrics stay in report.json)
 WIDE_TASKS = 2
+EXAMPLE_IMAGES = 4  # rows of the ID/OOD examples figure
 TASK_KINDS = ("classification", "matching")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # row and task names become directory and file names
 #: the scorer name whose rows get a confusion matrix
@@ -372,6 +373,18 @@ def _robustness_figure(path: Path, config: Mapping[str, Any], robustness: Mappin
     figures.effective_robustness(path, robustness["id_task"], panels)
 
 
+def _examples(path: Path, config: Mapping[str, Any], robustness: Mapping[str, Any]) -> None:
+    """The first images of the ID test set and of every OOD one: what the shifts look like."""
+    from dcbench import figures
+    from dcbench.registry import DATASETS
+
+    columns = []
+    for task in [robustness["id_task"], *robustness["ood"]]:
+        dataset = DATASETS.build(config["tasks"][task]["data"]["dataset"])
+        columns.append((task, [dataset.load(i)[0] for i in range(min(EXAMPLE_IMAGES, len(dataset)))]))
+    figures.image_grid(path, "test images: in distribution (first column) and shifted", columns)
+
+
 def _figures(config: Mapping[str, Any], cells: dict[tuple[str, str], Cell], root: Path,
              failures: list[dict[str, Any]], robustness: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
     """Draw every figure; one that fails is recorded and the others are still drawn."""
@@ -414,6 +427,8 @@ def _figures(config: Mapping[str, Any], cells: dict[tuple[str, str], Cell], root
     if robustness is not None:
         draw("effective_robustness", f"effective robustness against {robustness['id_task']}",
              partial(_robustness_figure, config=config, robustness=robustness))
+        draw("examples", "the first test images of the ID and OOD tasks",
+             partial(_examples, config=config, robustness=robustness))
     return out
 
 

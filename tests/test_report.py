@@ -390,8 +390,10 @@ def test_real_runs_with_the_embedded_digits_model(tmp_path, capsys):
 def write_robustness_config(path: Path) -> Path:
     scorers = {f"b{i}": {"name": "report-test-features", "checkpoint": str(i)} for i in range(4)}
     scorers["diffusion-classifier"] = {"name": "diffusion-classifier", "backbone": {"name": "unet-class"}}
-    tasks = {name: {"task": "classification", "data": {"dataset": {"name": "shapes-world", "split": name}}}
-             for name in ("clean", "noise", "blur")}
+    digits = {"name": "digits", "split": "test"}
+    datasets = {"clean": digits, "noise": {"name": "shifted", "dataset": digits, "shift": "gaussian-noise"},
+                "blur": {"name": "shifted", "dataset": digits, "shift": "gaussian-blur"}}
+    tasks = {name: {"task": "classification", "data": {"dataset": dataset}} for name, dataset in datasets.items()}
     config = {"seed": 0, "scorers": scorers, "tasks": tasks, "trainer": {"accelerator": "cpu"}, "logger": "none",
               "robustness": {"id": "clean", "ood": ["noise", "blur"], "baselines": ["b0", "b1", "b2", "b3"]}}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -424,6 +426,7 @@ def test_the_robustness_section_fits_the_baselines_and_gives_residuals(tmp_path,
     assert "| scorer | clean top-1 % | noise top-1 % | blur top-1 % | clean NFE/img | clean ECE |" in md
     stems = {Path(f["path"]).stem for f in report["figures"]}
     assert "effective_robustness" in stems and "clean_accuracy" in stems and "noise_accuracy" not in stems
+    assert "examples" in stems and not report["failures"]  # the ID and OOD images side by side
 
 
 def test_bad_robustness_sections_are_clear_errors(tmp_path, capsys):

@@ -65,9 +65,12 @@ def _sign(generator: torch.Generator) -> float:
 
 
 def _background(image: Tensor) -> list[float]:
-    """Per-channel mean of the border pixels: what moved-in areas are filled with (digits: black)."""
+    """Per-channel median of the border pixels: what moved-in areas are filled with (digits: black).
+
+    The median, not the mean: strokes that touch the edge would otherwise tint the whole frame.
+    """
     border = torch.cat([image[:, 0], image[:, -1], image[:, :, 0], image[:, :, -1]], dim=1)
-    return border.mean(dim=1).tolist()
+    return border.median(dim=1).values.tolist()
 
 
 def _affine(image: Tensor, angle: float = 0.0, translate: Sequence[float] = (0.0, 0.0), scale: float = 1.0) -> Tensor:
