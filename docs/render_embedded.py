@@ -1,4 +1,4 @@
-"""Render the embedded models' training and evaluation records (their dcbench.json) into docs/embedded.md.
+"""Render the embedded models' records (their dcbench.json; fitted families' family.json) into docs/embedded.md.
 
     python docs/render_embedded.py          # rewrite the generated block
     python docs/render_embedded.py --check  # exit 1 if the block is stale (tests run this)
@@ -25,8 +25,22 @@ def render() -> str:
         for section in ("training", "evaluation"):
             lines += _rows(section, record.get(section, {}))
         lines.append("")
+    for family_file in sorted((ROOT / "dcbench" / "weights").glob("*/*/family.json")):
+        lines += _family(family_file)
     lines.append(END)
     return "\n".join(lines)
+
+
+def _family(path: Path) -> list[str]:
+    """A fitted family (``dcbench fit-baseline`` with ``scorer.fit.family``): one row per member."""
+    name = path.parent.relative_to(ROOT / "dcbench" / "weights").as_posix()
+    lines = [f"### `embedded:{name}/<member>`", "",
+             "| member | model | parameters | steps | train top-1 | val top-1 | wall s |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for member, m in json.loads(path.read_text())["members"].items():
+        lines.append(f"| {member} | `{m['model']}` | {m['parameters']:,} | {m['steps']} | {m['train_accuracy']} | "
+                     f"{m['val_accuracy']} | {m['wall_seconds']} |")
+    return [*lines, ""]
 
 
 def _rows(section: str, entries: dict) -> list[str]:
