@@ -96,7 +96,9 @@ def train_digits(out: str | Path, steps: int = 6000, batch_size: int = 128, seed
     from dcbench.data.digits import DigitsDataset
 
     L.seed_everything(seed, workers=True, verbose=False)
-    scheduler = DDPMScheduler(**DIGITS_SCHEDULER_CONFIG)
+    # "learned_range": diffusers' samplers then split the 2C-channel output into eps and v, as DiT's do
+    scheduler = DDPMScheduler(**DIGITS_SCHEDULER_CONFIG,
+                              **({"variance_type": "learned_range"} if learned_variance else {}))
     unet = UNet2DModel(**{**DIGITS_UNET_CONFIG, "out_channels": 2 if learned_variance else 1})
     module = DenoiserTraining(unet, VPProcess.from_scheduler(scheduler), lr=lr)
     loader = DataLoader(_digits_tensors("train"), batch_size=batch_size, shuffle=True, drop_last=True,
