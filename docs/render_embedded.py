@@ -38,9 +38,18 @@ def _family(path: Path) -> list[str]:
              "| member | model | parameters | steps | train top-1 | val top-1 | wall s |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for member, m in json.loads(path.read_text())["members"].items():
-        lines.append(f"| {member} | `{m['model']}` | {m['parameters']:,} | {m['steps']} | {m['train_accuracy']} | "
-                     f"{m['val_accuracy']} | {m['wall_seconds']} |")
+        lines.append(f"| {member} | {_model(m['model'])} | {m['parameters']:,} | {m['steps']} | "
+                     f"{m['train_accuracy']} | {m['val_accuracy']} | {m['wall_seconds']} |")
     return [*lines, ""]
+
+
+def _model(spec: dict | str) -> str:
+    """``name`` (the timm architecture) and the options that change it, e.g. `resnet10t` channels=16/32/64/128."""
+    if isinstance(spec, str):
+        return f"`{spec}`"
+    options = [f"{k}={'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in spec.items()
+               if k not in ("name", "in_chans")]
+    return f"`{spec['name']}` {' '.join(options)}".strip()
 
 
 def _rows(section: str, entries: dict) -> list[str]:
