@@ -46,6 +46,8 @@ REPORT_SECTIONS = ("seed", "scorers", "tasks", "trainer", "logger", "robustness"
 #: above this many tasks the main table shows top-1 per task only (the other metrics stay in report.json)
 WIDE_TASKS = 2
 EXAMPLE_IMAGES = 4  # rows of the ID/OOD examples figure
+#: below this R^2 (logit space) the baselines' ID/OOD fit is reported as no trend
+TREND_R2 = 0.5
 TASK_KINDS = ("classification", "matching")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # row and task names become directory and file names
 #: the scorer name whose rows get a confusion matrix
@@ -578,6 +580,11 @@ def _robustness_markdown(section: Mapping[str, Any], scorers: Sequence[str]) -> 
             lines.append(f"| {task} | {f['slope']:.3f} | {f['intercept']:.3f} | {f['r2']:.3f} | {f['n']} |")
         else:
             lines.append(f"| {task} | no line: {_one_line(entry['error'])} | | | |")
+    flat = [task for task, entry in ood.items() if "fit" in entry and entry["fit"]["r2"] < TREND_R2]
+    if flat:
+        lines += ["", f"No linear trend among the baselines on {', '.join(flat)} (R^2 < {TREND_R2:g}): there the "
+                  "residual measures the distance to the baselines' average OOD accuracy, not to a trend, and is "
+                  "not effective robustness in the paper's sense."]
     return lines
 
 

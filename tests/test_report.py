@@ -441,3 +441,17 @@ def test_bad_robustness_sections_are_clear_errors(tmp_path, capsys):
     path.write_text(yaml.safe_dump(config))
     assert main(["report", "--config", str(path), "--run-dir", str(tmp_path / "out")]) == 2
     assert "robustness task 'fog' is not a classification task" in capsys.readouterr().err
+
+
+def test_a_fit_without_trend_is_flagged_in_the_robustness_section():
+    from dcbench.report import _robustness_markdown
+
+    def entry(r2: float) -> dict[str, Any]:
+        return {"fit": {"slope": 1.0, "intercept": 0.0, "r2": r2, "n": 3}, "rows": {}}
+
+    section = {"id_task": "clean", "confidence": 0.995, "baselines": ["b0", "b1", "b2"],
+               "ood": {"noise": entry(0.9), "contrast": entry(0.1)}}
+    text = "\n".join(_robustness_markdown(section, ["b0"]))
+    assert "No linear trend among the baselines on contrast (R^2 < 0.5)" in text and "on noise" not in text
+    section["ood"].pop("contrast")
+    assert "No linear trend" not in "\n".join(_robustness_markdown(section, ["b0"]))
