@@ -99,8 +99,6 @@ def imagenet_a(root: str) -> ImageFolder:
 @DATASETS.register("imagenet-v2")
 def imagenet_v2(root: str) -> ImageFolder:
     """ImageNet-V2 (Recht et al.) as released: ``ROOT/<class index 0..999>/*.jpeg``; class names from timm."""
-    from timm.data import ImageNetInfo
-
     path = Path(root).expanduser()
     if not path.is_dir():
         raise DatasetNotFoundError(f"ImageNet-V2 not found at {path}: unpack e.g. "
@@ -109,8 +107,8 @@ def imagenet_v2(root: str) -> ImageFolder:
     if not folders or not all(f.isdigit() and int(f) < 1000 for f in folders):
         raise DatasetNotFoundError(f"{path} must hold one folder per ImageNet class index (0 to 999), "
                                    f"found e.g. {folders[:3]}")
-    info = ImageNetInfo()
-    return ImageFolder(path, [info.index_to_description(int(f)) for f in folders])
+    names = imagenet_class_names()
+    return ImageFolder(path, [names[int(f)] for f in folders])
 
 
 @DATASETS.register("objectnet")
@@ -150,6 +148,10 @@ def objectnet(root: str, border: int = 2) -> ImageFolder:
     if unknown:
         raise DatasetNotFoundError(f"{maps}: classes {unknown[:3]} of objectnet_to_imagenet_1k.json have no folder "
                                    "in folder_to_objectnet_label.json; the mapping files do not belong together")
+    strange = sorted({label for c in classes for label in to_imagenet[c].split("; ") if label not in index_of_label})
+    if strange:
+        raise DatasetNotFoundError(f"{maps}: ImageNet labels {strange[:3]} of objectnet_to_imagenet_1k.json are not "
+                                   "in imagenet_to_label_2012_v2; the mapping files do not belong together")
     members = [[names[index_of_label[label]] for label in to_imagenet[c].split("; ")] for c in classes]
     return _ObjectNet(base / "images", classes, [folder_of[label] for label in classes], members, border)
 

@@ -103,3 +103,6 @@ def test_objectnet_without_mappings_says_what_is_missing(tmp_path):
     (root / "mappings" / "objectnet_to_imagenet_1k.json").unlink()
     with pytest.raises(DatasetNotFoundError, match=r"objectnet_to_imagenet_1k\.json missing"):
         DATASETS.build({"name": "objectnet", "root": str(root)})
+    (root / "mappings" / "objectnet_to_imagenet_1k.json").write_text(json.dumps({"Backpack": "rucksack"}))
+    with pytest.raises(DatasetNotFoundError, match=r"\['rucksack'\].*do not belong together"):
+        DATASETS.build({"name": "objectnet", "root": str(root)})
