@@ -63,13 +63,13 @@ class Backbone(nn.Module, ABC):
 
     def forward_with_variance(self, x_t: Tensor, t: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
         """The prediction and the learned-variance values v in [-1, 1] (for the variational bound objectives)."""
-        out = self.network_output(x_t, t, cond) if self.learned_variance else None
-        prediction, v = split_learned_variance(out, x_t.shape[1]) if out is not None else (None, None)
-        if v is None:
+        if not self.learned_variance:
             raise NotImplementedError(f"{type(self).__name__} has no learned variance, which the vlb objectives "
                                       "need (a DiT, or a model whose output has twice its input's channels); "
                                       "use loss: l2")
-        return prediction, v
+        out = self.network_output(x_t, t, cond)
+        channels = x_t.shape[1]
+        return out[:, :channels], out[:, channels:]
 
     def encode_prompts(self, prompts: Sequence[str]) -> Tensor:
         """One condition per free text, first dim = texts (text-conditional backbones override this)."""
